@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make run` (install, start the gateway) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+
+.PHONY: install install-test run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,engine]'
+
+run: install
+	$(BIN)/fabrique serve --port $(PORT)
+
+test: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: install-test
+	$(BIN)/python bench/gateway_overhead.py --quick
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

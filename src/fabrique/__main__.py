@@ -1,0 +1,3 @@
+from fabrique.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""The admin token that protects ``/admin``: configured, from the environment, or generated.
+
+Order: ``server.admin_token`` in the config, then ``$FABRIQUE_ADMIN_TOKEN``, then the
+file ``<data_dir>/admin_token``, created on first start with mode 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from fabrique.config import Config
+from fabrique.errors import AuthenticationError
+
+ENV = "FABRIQUE_ADMIN_TOKEN"
+
+
+class AdminToken:
+    """Holds only the token's hash; checks a presented token in constant time."""
+
+    def __init__(self, token: str, source: str) -> None:
+        self._digest = hashlib.sha256(token.encode()).digest()
+        self.source = source
+
+    @classmethod
+    def load(cls, config: Config) -> AdminToken:
+        if config.server.admin_token is not None:
+            return cls(config.server.admin_token.get_secret_value(), "config")
+        if token := os.environ.get(ENV):
+            return cls(token, f"${ENV}")
+        path = config.resolved_data_dir() / "admin_token"
+        return cls(read_or_create(path), str(path))
+
+    def check(self, authorization: str | None) -> None:
+        scheme, _, token = (authorization or "").partition(" ")
+        sent = hashlib.sha256(token.strip().encode()).digest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent, self._digest):
+            raise AuthenticationError("Invalid admin token: send 'Authorization: Bearer <token>' "
+                                      "with the token from the admin_token file or "
+                                      f"${ENV}.", code="invalid_admin_token")
+
+
+def read_or_create(path: Path) -> str:
+    """The token in ``path``; a new one (mode 0600) if the file does not exist."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    token = "fabadm-" + secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return token

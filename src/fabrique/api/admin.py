@@ -1,0 +1,100 @@
+"""The admin REST API (``/admin``), protected by the admin token."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fabrique.api.errors import error_response
+from fabrique.api.openai import GATEWAY, Handler, new_request_id, read_json
+from fabrique.errors import FabriqueError, InvalidField
+
+_ADMIN_BODY_LIMIT = 64 * 1024
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class CreateKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str = Field(min_length=1, max_length=128)
+    name: str | None = Field(None, max_length=128)
+    expires_at: datetime | None = None
+    expires_in_days: float | None = Field(None, gt=0)
+
+
+class CreateTenant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
+
+
+def admin(handler: Handler) -> Handler:
+    """Check the admin token, render FabriqueErrors."""
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            request.app[GATEWAY].admin_token.check(request.headers.get("Authorization"))
+            response = await handler(request)
+        except FabriqueError as error:
+            return error_response(error, {"x-fabrique-request-id": new_request_id()})
+        return response
+    return guarded
+
+
+def _parse(model: type[_M], body: dict[str, object]) -> _M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        param = ".".join(str(p) for p in err["loc"]) or None
+        raise InvalidField(f"{param or 'body'}: {err['msg']}", param=param) from exc
+
+
+@admin
+async def create_key(request: web.Request) -> web.StreamResponse:
+    spec = _parse(CreateKey, await read_json(request, _ADMIN_BODY_LIMIT))
+    expires = spec.expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    if spec.expires_in_days is not None:
+        expires = datetime.now(UTC) + timedelta(days=spec.expires_in_days)
+    info, key = await request.app[GATEWAY].keys.create_key(spec.tenant, name=spec.name,
+                                                           expires_at=expires)
+    return _json({**info.as_dict(), "key": key}, status=201)
+
+
+@admin
+async def list_keys(request: web.Request) -> web.StreamResponse:
+    keys = await request.app[GATEWAY].keys.list_keys(request.query.get("tenant"))
+    return _json({"object": "list", "data": [k.as_dict() for k in keys]})
+
+
+@admin
+async def revoke_key(request: web.Request) -> web.StreamResponse:
+    info = await request.app[GATEWAY].keys.revoke(request.match_info["key_id"])
+    return _json(info.as_dict())
+
+
+@admin
+async def create_tenant(request: web.Request) -> web.StreamResponse:
+    spec = _parse(CreateTenant, await read_json(request, _ADMIN_BODY_LIMIT))
+    await request.app[GATEWAY].keys.ensure_tenant(spec.name)
+    return _json({"name": spec.name.strip()}, status=201)
+
+
+@admin
+async def list_tenants(request: web.Request) -> web.StreamResponse:
+    return _json({"object": "list", "data": await request.app[GATEWAY].keys.list_tenants()})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/admin/keys", create_key)
+    app.router.add_get("/admin/keys", list_keys)
+    app.router.add_delete("/admin/keys/{key_id}", revoke_key)
+    app.router.add_post("/admin/tenants", create_tenant)
+    app.router.add_get("/admin/tenants", list_tenants)

@@ -1,0 +1,67 @@
+"""Build the aiohttp application: routes, start-up and shutdown."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from fabrique.api import admin
+from fabrique.api.errors import error_response
+from fabrique.api.openai import GATEWAY, completion_handler, list_models, new_request_id
+from fabrique.errors import MethodNotAllowed, NotFound
+from fabrique.gateway import Gateway
+
+_ROUTES = {"/v1/chat/completions": "POST", "/v1/completions": "POST", "/v1/embeddings": "POST",
+           "/v1/models": "GET", "/healthz": "GET", "/readyz": "GET"}
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    # Body size is enforced by read_json with a clean 413; aiohttp's own limit is a backstop.
+    app = web.Application(client_max_size=gateway.config.server.max_body_bytes + 1,
+                          handler_args={"max_field_size": 16384, "max_line_size": 16384})
+    app[GATEWAY] = gateway
+    gateway.started_at = int(time.time())
+    for endpoint in ("chat/completions", "completions", "embeddings"):
+        app.router.add_post(f"/v1/{endpoint}", completion_handler(endpoint))
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    admin.add_routes(app)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        await gateway.start()
+        yield
+        await gateway.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    db_ok = await gateway.db.ping()
+    deployments = {d.name: d.breaker.state for g in gateway.table.groups.values()
+                   for d in g.deployments}
+    ready = db_ok and (not deployments or any(s != "open" for s in deployments.values()))
+    body = {"status": "ready" if ready else "not_ready", "database": "ok" if db_ok else "down",
+            "deployments": deployments}
+    return web.Response(status=200 if ready else 503, body=orjson.dumps(body),
+                        content_type="application/json")
+
+
+async def not_found(request: web.Request) -> web.Response:
+    headers = {"x-fabrique-request-id": new_request_id()}
+    method = _ROUTES.get(request.path)
+    if method is not None or request.path.startswith("/admin/"):
+        return error_response(MethodNotAllowed(
+            f"{request.method} is not allowed on {request.path}"
+            + (f"; use {method}." if method else ".")), headers)
+    return error_response(NotFound(f"Unknown path {request.path}. The OpenAI routes are under "
+                                   "/v1 (e.g. POST /v1/chat/completions)."), headers)

@@ -1,0 +1,111 @@
+"""OpenAI-compatible routes: /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from fabrique import pipeline
+from fabrique.api.errors import error_response
+from fabrique.errors import BodyTooLarge, FabriqueError, InvalidJSON
+from fabrique.gateway import Gateway
+from fabrique.pipeline.context import RequestContext
+from fabrique.pipeline.relay import ClientGone, relay_stream
+
+log = logging.getLogger("fabrique.api")
+GATEWAY = web.AppKey("gateway", Gateway)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def completion_handler(endpoint: str) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        received = time.perf_counter()
+        request_id = new_request_id()
+        headers = {"x-fabrique-request-id": request_id}
+        gateway = request.app[GATEWAY]
+        ctx: RequestContext | None = None
+        try:
+            principal = await gateway.keys.authenticate(request.headers.get("Authorization"))
+            body = await read_json(request, gateway.config.server.max_body_bytes)
+            ctx = RequestContext(gateway, request_id, endpoint, body, principal, received)
+            await pipeline.run(ctx)
+        except FabriqueError as error:
+            if ctx is not None and ctx.deployment is not None:
+                headers["x-fabrique-deployment"] = ctx.deployment.name
+            return error_response(error, headers)
+        except Exception:
+            log.exception("internal error in request %s", request_id)
+            return error_response(FabriqueError("The gateway failed to process the request; "
+                                                f"quote {request_id} to its operators."),
+                                  headers)
+        assert ctx.deployment is not None and ctx.upstream is not None
+        headers["x-fabrique-deployment"] = ctx.deployment.name
+        overhead_ms = (time.perf_counter() - received - ctx.upstream_s) * 1000
+        headers["Server-Timing"] = (f"fabrique;dur={overhead_ms:.2f}, "
+                                    f"upstream;dur={ctx.upstream_s * 1000:.2f}")
+        if not ctx.stream:
+            return web.Response(body=ctx.upstream.body, content_type="application/json",
+                                headers=headers)
+        headers["Content-Type"] = "text/event-stream"
+        headers["Cache-Control"] = "no-cache"
+        headers["X-Accel-Buffering"] = "no"
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+
+        async def write(data: bytes) -> None:
+            try:
+                await response.write(data)
+            except (ConnectionError, RuntimeError) as exc:
+                raise ClientGone from exc
+
+        await relay_stream(ctx, write)
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await response.write_eof()
+        return response
+
+    return handle
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, object]:
+    """The body as a JSON object, read once, within ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(f"The request body is larger than {limit} bytes.")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise BodyTooLarge(f"The request body is larger than {limit} bytes.") from exc
+    if not raw:
+        raise InvalidJSON("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"The request body is not valid JSON ({exc.msg} at character "
+                          f"{exc.pos}).") from exc
+    if not isinstance(body, dict):
+        raise InvalidJSON("The request body must be a JSON object.")
+    return body
+
+
+async def list_models(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    headers = {"x-fabrique-request-id": new_request_id()}
+    try:
+        await gateway.keys.authenticate(request.headers.get("Authorization"))
+    except FabriqueError as error:
+        return error_response(error, headers)
+    created = gateway.started_at
+    data = [{"id": g.name, "object": "model", "created": created, "owned_by": "fabrique",
+             "fabrique": {"kind": g.kind, "deployments": [d.name for d in g.deployments]}}
+            for g in gateway.table.groups.values()]
+    return web.Response(body=orjson.dumps({"object": "list", "data": data}),
+                        content_type="application/json", headers=headers)

@@ -1,0 +1,228 @@
+"""The ``fabrique`` command. Thin: parse, build the object, call it, print the outcome.
+
+Domain errors become one line on standard error with an exit code, here and only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from fabrique.errors import ConfigError, FabriqueError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
+                  help="Fabrique: an OpenAI-compatible gateway for sovereign AI factories.")
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+config_app = typer.Typer(no_args_is_help=True, help="Check a config file; print the reference.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", envvar="FABRIQUE_CONFIG", show_default=False,
+    help="YAML config file (default: the built-in offline config; env FABRIQUE_CONFIG).")]
+T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def _fail(error: FabriqueError) -> typer.Exit:
+    typer.echo(f"fabrique: {error.message}", err=True)
+    return typer.Exit(2 if isinstance(error, ConfigError) else 1)
+
+
+def _config(path: Path | None):  # type: ignore[no-untyped-def]
+    from fabrique.config import load_config
+    return load_config(path)
+
+
+@app.command()
+def serve(config: ConfigOpt = None,
+          host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
+          port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
+          ) -> None:
+    """Start the gateway.
+
+    Example: `fabrique serve --port 8080` (no config: simulated models, SQLite in
+    ~/.local/share/fabrique).
+    """
+    try:
+        cfg = _config(config)
+        from fabrique.server import serve as run_server
+        run_server(cfg, host=host, port=port, config_path=config)
+    except FabriqueError as error:
+        raise _fail(error) from None
+
+
+@app.command()
+def simulate(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model: Annotated[list[str] | None, typer.Option(
+        help="Model name to serve (repeatable); others get 404. Default: any name.")] = None,
+    decode_ms: Annotated[float, typer.Option(help="Milliseconds per output token.")] = 10.0,
+    prefill_tps: Annotated[float, typer.Option(help="Prompt tokens per second.")] = 20000.0,
+    ttft_ms: Annotated[float, typer.Option(help="Fixed latency before prefill.")] = 5.0,
+    slowdown: Annotated[float, typer.Option(
+        help="Decode slowdown per extra concurrent sequence (0.02 = 2 %).")] = 0.02,
+    max_tokens: Annotated[int, typer.Option(help="Output tokens when none asked.")] = 64,
+    error_rate: Annotated[float, typer.Option(help="Share of requests answered 500.")] = 0.0,
+    rate_limit_rate: Annotated[float, typer.Option(help="Share answered 429.")] = 0.0,
+    stall_rate: Annotated[float, typer.Option(help="Share that stall.")] = 0.0,
+    stall_before_s: Annotated[float, typer.Option(help="Stall before the first token.")] = 0.0,
+    stall_after_s: Annotated[float, typer.Option(help="Stall after the first token.")] = 0.0,
+    disconnect_rate: Annotated[float, typer.Option(help="Share of streams cut mid-way.")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed for the fault dice.")] = None,
+) -> None:
+    """Run the simulated OpenAI-compatible engine alone.
+
+    Example: `fabrique simulate --port 8000 --decode-ms 20 --error-rate 0.1`
+    """
+    from pydantic import ValidationError
+
+    from fabrique.config import SimFaults, SimProfile
+    from fabrique.server import serve_simulator
+    try:
+        profile = SimProfile(decode_ms_per_token=decode_ms, prefill_tokens_per_s=prefill_tps,
+                             base_ttft_ms=ttft_ms, concurrency_slowdown=slowdown,
+                             max_tokens_default=max_tokens)
+        faults = SimFaults(error_rate=error_rate, rate_limit_rate=rate_limit_rate,
+                           stall_rate=stall_rate, stall_before_first_token_s=stall_before_s,
+                           stall_after_first_token_s=stall_after_s,
+                           disconnect_rate=disconnect_rate, seed=seed)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        typer.echo(f"fabrique simulate: --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}",
+                   err=True)
+        raise typer.Exit(2) from None
+    serve_simulator(profile, faults, model or None, host, port)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant name; created if it does not exist.")],
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    expires_in_days: Annotated[float | None, typer.Option(
+        help="Expire the key after this many days.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an API key; the key is printed once, as the last line.
+
+    Example: `fabrique keys create --tenant acme --name ci --expires-in-days 30`
+    """
+    from fabrique.keys import KeyStore
+
+    if expires_in_days is not None and expires_in_days <= 0:
+        raise _fail(FabriqueError("--expires-in-days must be positive"))
+    expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+
+    async def create(store: KeyStore) -> tuple[Any, str]:
+        return await store.create_key(tenant, name=name, expires_at=expires)
+
+    info, key = _with_store(config, create)
+    typer.echo(f"Created key {info.key_id} for tenant {info.tenant}"
+               + (f", expires {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else "")
+               + ". Store it now: it is not shown again.", err=not sys.stdout.isatty())
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List keys (ids and status, never the secrets).
+
+    Example: `fabrique keys list --tenant acme`
+    """
+    from fabrique.keys import KeyStore
+
+    async def list_(store: KeyStore) -> list[Any]:
+        return await store.list_keys(tenant)
+
+    keys = _with_store(config, list_)
+    if json:
+        import orjson
+        for k in keys:
+            typer.echo(orjson.dumps(k.as_dict()).decode())
+        return
+    from rich.console import Console
+    from rich.table import Table
+    table = Table("key id", "tenant", "name", "status", "created", "expires")
+    for k in keys:
+        table.add_row(k.key_id, k.tenant, k.name or "", k.status,
+                      f"{k.created_at:%Y-%m-%d %H:%M}",
+                      f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "never")
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (or the whole key).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key. This process's gateway applies it at once, others within the key cache TTL.
+
+    Example: `fabrique keys revoke 3kq9v0d2m1xa`
+    """
+    from fabrique.keys import KeyStore
+
+    async def revoke(store: KeyStore) -> Any:
+        return await store.revoke(key_id)
+
+    info = _with_store(config, revoke)
+    typer.echo(f"Revoked key {info.key_id} of tenant {info.tenant}.")
+
+
+def _with_store(config: Path | None, action: Any) -> Any:
+    from fabrique.keys import KeyStore
+    from fabrique.store import Database
+
+    async def main() -> Any:
+        cfg = _config(config)
+        db = await Database(cfg.database_url()).open()
+        try:
+            return await action(KeyStore(db))
+        finally:
+            await db.close()
+
+    try:
+        return _run(main())
+    except FabriqueError as error:
+        raise _fail(error) from None
+
+
+@config_app.command("check")
+def config_check(path: Annotated[Path, typer.Argument(help="The YAML file.")]) -> None:
+    """Validate a config file; print what it declares.
+
+    Example: `fabrique config check examples/fabrique.yaml`
+    """
+    try:
+        cfg = _config(path)
+    except FabriqueError as error:
+        raise _fail(error) from None
+    typer.echo(f"{path}: ok — {len(cfg.providers)} providers, {len(cfg.models)} models: "
+               + ", ".join(m.name for m in cfg.models))
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the reference of every setting (Markdown).
+
+    Example: `fabrique config reference > docs/config.md`
+    """
+    from fabrique.config import settings_reference
+    typer.echo(settings_reference(), nl=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,319 @@
+"""The configuration: one YAML file, validated, with errors that name the file, field and line.
+
+Every setting is declared once here, with a description; the config reference in
+``docs/config.md`` is generated from these models (``fabrique config reference``).
+Secrets are never written in the file: ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) is
+replaced by the variable's value when the file is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from fabrique.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Model):
+    connect_s: float = Field(5.0, gt=0, description="Seconds to open a TCP (and TLS) connection.")
+    first_token_s: float = Field(
+        60.0, gt=0,
+        description="Seconds from sending the request to the first byte of the answer "
+        "(the first SSE event for streams); a stall here is retried on another deployment.")
+    idle_s: float = Field(
+        60.0, gt=0, description="Seconds of silence allowed between two events of a stream.")
+    total_s: float = Field(600.0, gt=0, description="Seconds for the whole upstream call.")
+
+
+class SimProfile(_Model):
+    """Timing of the simulated engine: a small hardware/model profile."""
+
+    prefill_tokens_per_s: float = Field(
+        20000.0, gt=0, description="Prompt tokens processed per second (drives time to first token).")
+    base_ttft_ms: float = Field(5.0, ge=0, description="Fixed latency before prefill starts.")
+    decode_ms_per_token: float = Field(
+        10.0, ge=0, description="Interval between output tokens for a single sequence.")
+    concurrency_slowdown: float = Field(
+        0.02, ge=0, description="Each extra concurrent sequence stretches decode by this fraction.")
+    max_tokens_default: int = Field(
+        64, ge=1, description="Output length when the request gives no max_tokens.")
+    embedding_dim: int = Field(256, ge=1, le=8192, description="Embedding vector length.")
+
+
+class SimFaults(_Model):
+    """Faults the simulated engine injects, each with a probability per request."""
+
+    error_rate: float = Field(0.0, ge=0, le=1, description="Answer 500 before any byte.")
+    rate_limit_rate: float = Field(0.0, ge=0, le=1, description="Answer 429 before any byte.")
+    stall_before_first_token_s: float = Field(
+        0.0, ge=0, description="Sleep this long before the first byte (with stall_rate).")
+    stall_after_first_token_s: float = Field(
+        0.0, ge=0, description="Sleep this long after the first chunk (with stall_rate).")
+    stall_rate: float = Field(0.0, ge=0, le=1, description="Probability of the stalls above.")
+    disconnect_rate: float = Field(
+        0.0, ge=0, le=1, description="Drop a stream after a few chunks, with no [DONE].")
+    seed: int | None = Field(None, description="Seed for the fault dice (deterministic tests).")
+
+
+class OpenAICompatibleProvider(_Model):
+    name: str = Field(description="Unique provider name, used by deployments.")
+    type: Literal["openai_compatible"] = "openai_compatible"
+    base_url: str = Field(
+        description="Base URL including the API prefix, e.g. http://127.0.0.1:8000/v1.",
+        pattern=r"^https?://")
+    api_key: SecretStr | None = Field(
+        None, description="Upstream API key; write ${ENV_VAR}, never the key itself.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers sent upstream with every request.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Upstream timeouts.")
+    max_connections: int = Field(
+        256, ge=1, description="Size of this provider's pooled HTTP session.")
+
+
+class SimulatedProvider(_Model):
+    name: str = Field(description="Unique provider name, used by deployments.")
+    type: Literal["simulated"] = "simulated"
+    profile: SimProfile = Field(default_factory=SimProfile, description="Timing profile.")
+    faults: SimFaults = Field(default_factory=SimFaults, description="Injected faults.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts, as for real upstreams.")
+
+
+Provider = Annotated[OpenAICompatibleProvider | SimulatedProvider, Field(discriminator="type")]
+
+
+class DeploymentConfig(_Model):
+    provider: str = Field(description="Name of a provider declared under `providers`.")
+    model: str | None = Field(
+        None, description="Model name the upstream knows; defaults to the public model name.")
+    weight: float = Field(1.0, gt=0, description="Relative share for the `weighted` strategy.")
+    name: str | None = Field(
+        None, description="Deployment name shown in x-fabrique-deployment; default provider/model.")
+    timeouts: Timeouts | None = Field(None, description="Overrides the provider's timeouts.")
+
+
+class ModelConfig(_Model):
+    name: str = Field(description="Public model name clients ask for.")
+    kind: Literal["chat", "embedding"] = Field(
+        "chat", description="`chat` serves chat and text completions, `embedding` serves embeddings.")
+    strategy: Literal["weighted", "least_inflight", "lowest_latency"] = Field(
+        "weighted", description="How a deployment is chosen among healthy ones.")
+    deployments: list[DeploymentConfig] = Field(min_length=1, description="Where it runs.")
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Other public models to try, in order, when every deployment failed.")
+
+
+class BreakerConfig(_Model):
+    failure_threshold: int = Field(
+        5, ge=1, description="Consecutive failures that open a deployment's circuit.")
+    cooldown_s: float = Field(
+        30.0, gt=0, description="Seconds an open circuit waits before one probe request.")
+
+
+class RoutingConfig(_Model):
+    retries: int = Field(1, ge=0, le=10, description="Retries on the same deployment before fallback.")
+    backoff_base_s: float = Field(0.05, ge=0, description="First retry delay (full jitter).")
+    backoff_max_s: float = Field(2.0, ge=0, description="Upper bound of a retry delay.")
+    max_attempts: int = Field(
+        6, ge=1, description="Upper bound of upstream calls for one request, all deployments included.")
+    latency_ewma_alpha: float = Field(
+        0.2, gt=0, le=1, description="Weight of the newest sample in the lowest_latency average.")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig, description="Circuit breaker.")
+
+
+class ServerConfig(_Model):
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port.")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    admin_token: SecretStr | None = Field(
+        None, description="Admin API token; default: $FABRIQUE_ADMIN_TOKEN, else generated "
+        "on first start into <data_dir>/admin_token (mode 0600).")
+    key_cache_ttl_s: float = Field(
+        5.0, ge=0, description="Seconds a key lookup is cached; bounds how long another "
+        "process's revocation takes to apply here (this process applies its own at once).")
+
+
+class DatabaseConfig(_Model):
+    url: str | None = Field(
+        None, description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/fabrique.db. "
+        "PostgreSQL: postgresql+asyncpg://user@host/db.")
+
+
+class Config(_Model):
+    data_dir: Path | None = Field(
+        None, description="Where the database and generated secrets live; default "
+        "$FABRIQUE_HOME, else ~/.local/share/fabrique.")
+    server: ServerConfig = Field(default_factory=ServerConfig, description="HTTP server.")
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig, description="Storage.")
+    routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Retries and breaker.")
+    providers: list[Provider] = Field(default_factory=list, description="Upstreams.")
+    models: list[ModelConfig] = Field(default_factory=list, description="Public models.")
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Config:
+        names = [p.name for p in self.providers]
+        for dup in {n for n in names if names.count(n) > 1}:
+            raise ValueError(f"provider name {dup!r} is declared twice")
+        model_names = [m.name for m in self.models]
+        for dup in {n for n in model_names if model_names.count(n) > 1}:
+            raise ValueError(f"model name {dup!r} is declared twice")
+        for model in self.models:
+            for dep in model.deployments:
+                if dep.provider not in names:
+                    raise ValueError(
+                        f"model {model.name!r} uses provider {dep.provider!r}, which is not "
+                        f"declared (declared: {', '.join(names) or 'none'})")
+            for fb in model.fallbacks:
+                if fb not in model_names:
+                    raise ValueError(f"model {model.name!r} falls back to unknown model {fb!r}")
+        return self
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir.expanduser()
+        if home := os.environ.get("FABRIQUE_HOME"):
+            return Path(home).expanduser()
+        xdg = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
+        return Path(xdg).expanduser() / "fabrique"
+
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.resolved_data_dir() / 'fabrique.db'}"
+
+
+def default_config() -> Config:
+    """The built-in configuration: simulated deployments only, works offline."""
+    return Config.model_validate({
+        "providers": [
+            {"name": "sim-a", "type": "simulated"},
+            {"name": "sim-b", "type": "simulated",
+             "profile": {"decode_ms_per_token": 14.0, "prefill_tokens_per_s": 12000}},
+        ],
+        "models": [
+            {"name": "fabrique-sim-chat", "strategy": "least_inflight",
+             "deployments": [{"provider": "sim-a", "model": "sim-chat-small"},
+                             {"provider": "sim-b", "model": "sim-chat-small"}]},
+            {"name": "fabrique-sim-large", "deployments": [{"provider": "sim-b"}],
+             "fallbacks": ["fabrique-sim-chat"]},
+            {"name": "fabrique-sim-embed", "kind": "embedding",
+             "deployments": [{"provider": "sim-a"}]},
+        ],
+    })
+
+
+def interpolate_env(text: str, source: str) -> str:
+    def replace(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1), m.group(2))
+        if value is None:
+            line = text.count("\n", 0, m.start()) + 1
+            raise ConfigError(f"{source}:{line}: environment variable {m.group(1)} is not set "
+                              f"(write ${{{m.group(1)}:-default}} to give a default)")
+        return value
+    return _ENV_REF.sub(replace, text)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a config file; ``None`` gives the built-in default."""
+    if path is None:
+        return default_config()
+    path = Path(path)
+    try:
+        raw_text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from exc
+    text = interpolate_env(raw_text, str(path))
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, root)) from exc
+
+
+def _describe(exc: ValidationError, path: Path, root: yaml.Node | None) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if p not in ("openai_compatible", "simulated")]
+        field = _dotted(loc) or "(top level)"
+        line = _line_of(root, loc)
+        where = f"{path}:{line}" if line else str(path)
+        message = err["msg"].removeprefix("Value error, ")
+        got = "" if err["type"] in ("missing", "value_error") else f" (got {err.get('input')!r})"
+        lines.append(f"{where}: {field}: {message}{got}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
+    """Line (1-based) of the deepest YAML node found along ``loc``."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def settings_reference() -> str:
+    """Markdown reference of every setting, generated from the models' descriptions."""
+    out: list[str] = ["# Configuration reference", "",
+                      "Generated by `fabrique config reference`; do not edit by hand.", ""]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            ann = field.annotation
+            nested = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)
+                      and issubclass(a, BaseModel)]
+            default = "" if field.is_required() else f" (default: `{_default_text(field)}`)"
+            out.append(f"- `{key}`{default}: {field.description or ''}")
+            for sub in nested:
+                walk(sub, f"{key}[].{''}" if "list" in str(ann) else f"{key}.")
+
+    walk(Config, "")
+    for title, model in (("Provider `openai_compatible`", OpenAICompatibleProvider),
+                         ("Provider `simulated`", SimulatedProvider),
+                         ("Model", ModelConfig), ("Deployment", DeploymentConfig)):
+        out += ["", f"## {title}", ""]
+        walk(model, "")
+    return "\n".join(out) + "\n"
+
+
+def _default_text(field: Any) -> str:
+    if field.default_factory is not None:
+        return "see below"
+    return "none" if field.default is None else str(field.default)

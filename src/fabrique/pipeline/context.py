@@ -1,0 +1,61 @@
+"""The one object every stage reads and writes: ``RequestContext``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fabrique.gateway import Gateway
+    from fabrique.keys import Principal
+    from fabrique.providers.base import SSEEvent, UpstreamResponse
+    from fabrique.routing import Deployment, ModelGroup
+
+
+@dataclass(slots=True)
+class Decision:
+    """One line of the decision trail: which stage decided what, and why."""
+
+    stage: str
+    outcome: str
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream call: where it went, how it ended, how long it took."""
+
+    deployment: str
+    outcome: str  # "ok", "retry:<why>", "fallback:<why>", "rejected"
+    seconds: float
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Everything known about one request as it moves through the pipeline."""
+
+    gateway: Gateway
+    request_id: str
+    endpoint: str  # "chat/completions", "completions" or "embeddings"
+    body: dict[str, Any]
+    principal: Principal
+    received: float  # time.perf_counter() when the request arrived
+    stream: bool = False
+    model: str = ""
+    group: ModelGroup | None = None
+    deployment: Deployment | None = None
+    upstream: UpstreamResponse | None = None
+    first_event: SSEEvent | None = None
+    usage: dict[str, Any] | None = None
+    # The client did not ask for stream usage; Fabrique asked upstream and drops that chunk.
+    usage_injected: bool = False
+    upstream_s: float = 0.0  # time spent waiting for upstreams before the answer began
+    attempts: list[Attempt] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+
+    def decide(self, stage: str, outcome: str, reason: str = "") -> None:
+        self.decisions.append(Decision(stage, outcome, reason))
+
+
+Stage = Callable[[RequestContext], Awaitable[None]]

@@ -1,0 +1,96 @@
+"""Stage 3: relay the upstream's answer, SSE event by event for streams.
+
+A stream that fails after its first byte (the upstream drops, stalls past ``idle_s`` or
+``total_s``, sends an error event, or ends without ``[DONE]``) ends with an error event
+in OpenAI's shape and no ``[DONE]``, so a client never mistakes it for a whole answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from fabrique.errors import FabriqueError, UpstreamError, UpstreamTimeout
+from fabrique.pipeline.context import RequestContext
+from fabrique.providers.base import SSEEvent
+from fabrique.providers.errors import upstream_message
+
+log = logging.getLogger("fabrique.relay")
+
+Write = Callable[[bytes], Awaitable[None]]
+DONE = b"data: [DONE]\n\n"
+
+
+class ClientGone(Exception):
+    """The client closed the connection while we were writing to it."""
+
+
+async def relay_stream(ctx: RequestContext, write: Write) -> None:
+    """Write every upstream event to the client, then ``[DONE]`` or an error event."""
+    upstream, dep = ctx.upstream, ctx.deployment
+    assert upstream is not None and upstream.events is not None and dep is not None
+    loop = asyncio.get_running_loop()
+    deadline = ctx.received + dep.timeouts.total_s - time.perf_counter() + loop.time()
+    idle = dep.timeouts.idle_s
+    events = upstream.events
+    event: SSEEvent | None = ctx.first_event
+    ok = False
+    try:
+        async with asyncio.timeout(None) as timer:
+            while event is not None:
+                if event.data == b"[DONE]":
+                    await write(DONE)
+                    ok = True
+                    return
+                out = _rewrite(ctx, event)
+                if out is not None:
+                    await write(b"data: " + out + b"\n\n")
+                timer.reschedule(min(deadline, loop.time() + idle))
+                event = await anext(events, None)
+        raise UpstreamError(f"The deployment '{dep.name}' ended the stream before [DONE].")
+    except TimeoutError:
+        error: FabriqueError = UpstreamTimeout(
+            f"The deployment '{dep.name}' stalled in the middle of the stream.")
+        await _write_error(write, error)
+    except UpstreamError as exc:
+        await _write_error(write, exc)
+    except ClientGone:
+        ok = True  # the client left; the deployment did nothing wrong
+    finally:
+        dep.inflight -= 1
+        if not ok:
+            dep.breaker.failure()
+        await upstream.close()
+
+
+async def _write_error(write: Write, error: FabriqueError) -> None:
+    with contextlib.suppress(ClientGone):
+        await write(b"data: " + orjson.dumps(error.to_dict()) + b"\n\n")
+
+
+def _rewrite(ctx: RequestContext, event: SSEEvent) -> bytes | None:
+    """The chunk to send the client (model name set to the public one), or None to drop it."""
+    if event.event == "error":
+        raise UpstreamError(upstream_message(event.data) or "The upstream stream failed.")
+    try:
+        chunk = orjson.loads(event.data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamError("The upstream sent a malformed stream chunk.") from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamError("The upstream sent a malformed stream chunk.")
+    if "error" in chunk:
+        raise UpstreamError(upstream_message(event.data) or "The upstream stream failed.")
+    usage = chunk.get("usage")
+    if usage:
+        ctx.usage = usage
+    if ctx.usage_injected and "usage" in chunk:
+        if not chunk.get("choices"):
+            return None  # the usage-only chunk this client did not ask for
+        del chunk["usage"]
+    chunk["model"] = ctx.model
+    return orjson.dumps(chunk)

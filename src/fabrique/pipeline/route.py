@@ -1,0 +1,187 @@
+"""Stage 2: choose a deployment and call it; retry, fall back and trip breakers.
+
+A failure *before the first byte* of an answer (no connection, a timeout, 429, 5xx, a
+stream whose first event is an error) is retried on the same deployment with jittered
+backoff, then the next deployment is tried, then the model's fallbacks. Once the first
+byte has gone to the client there is no retry: ``relay`` ends such a stream with an
+error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import orjson
+
+from fabrique.errors import (
+    FabriqueError,
+    NoHealthyDeployment,
+    RateLimited,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from fabrique.pipeline.context import Attempt, RequestContext
+from fabrique.providers import UpstreamRequest, UpstreamResponse
+from fabrique.providers.errors import upstream_message
+from fabrique.routing import Deployment
+
+# What to do after a failed attempt.
+RETRY, NEXT, REJECT = "retry", "next", "reject"
+
+
+async def route(ctx: RequestContext) -> None:
+    assert ctx.group is not None
+    gateway = ctx.gateway
+    settings = gateway.config.routing
+    payload = _upstream_payload(ctx)
+    groups = [ctx.group] + [g for n in ctx.group.fallbacks if (g := gateway.table.get(n))]
+    calls = 0
+    last: FabriqueError | None = None
+    for group in groups:
+        for dep in group.ordered():
+            if not dep.breaker.allow():
+                ctx.attempts.append(Attempt(dep.name, "skipped:circuit_open", 0.0))
+                continue
+            for retry in range(settings.retries + 1):
+                if calls >= settings.max_attempts:
+                    raise _final(last)
+                if retry:
+                    delay = _backoff(retry, settings.backoff_base_s, settings.backoff_max_s,
+                                     last.retry_after if last else None)
+                    if delay is None:
+                        break  # the upstream asked for a longer wait: go elsewhere now
+                    await asyncio.sleep(delay)
+                calls += 1
+                failure = await _attempt(ctx, dep, payload)
+                if failure is None:
+                    if group is not ctx.group:
+                        ctx.decide("route", f"fallback to {group.name}",
+                                   f"every deployment of {ctx.model} failed")
+                    ctx.decide("route", f"deployment {dep.name}",
+                               f"strategy {group.strategy}, attempt {calls}")
+                    return
+                action, last = failure
+                if action == REJECT:
+                    raise last
+                if action == NEXT:
+                    break
+    raise _final(last)
+
+
+def _upstream_payload(ctx: RequestContext) -> dict[str, Any]:
+    body = ctx.body
+    if ctx.stream and ctx.endpoint != "embeddings":
+        options = body.get("stream_options") or {}
+        if options.get("include_usage") is not True:
+            # Ask for usage (metering needs it) and hide that chunk from this client.
+            ctx.usage_injected = True
+            return {**body, "stream_options": {**options, "include_usage": True}}
+    return body
+
+
+async def _attempt(ctx: RequestContext, dep: Deployment,
+                   payload: dict[str, Any]) -> tuple[str, FabriqueError] | None:
+    request = UpstreamRequest(ctx.endpoint, {**payload, "model": dep.upstream_model}, ctx.stream)
+    timeout = dep.timeouts.first_token_s if ctx.stream else dep.timeouts.total_s
+    started = time.perf_counter()
+    dep.inflight += 1
+    response: UpstreamResponse | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            response = await dep.provider.send(request)
+            failure = await _check(ctx, dep, response)
+    except TimeoutError:
+        failure = RETRY, UpstreamTimeout(
+            f"The deployment '{dep.name}' did not answer within {timeout:g} s.")
+    except UpstreamError as exc:
+        failure = RETRY, exc
+    elapsed = time.perf_counter() - started
+    ctx.upstream_s += elapsed
+    if failure is None:
+        assert response is not None
+        ctx.attempts.append(Attempt(dep.name, "ok", elapsed))
+        ctx.deployment, ctx.upstream = dep, response
+        dep.breaker.success()
+        dep.observe_latency(elapsed, ctx.gateway.config.routing.latency_ewma_alpha)
+        if not ctx.stream:
+            dep.inflight -= 1
+        return None
+    dep.inflight -= 1
+    if response is not None:
+        await response.close()
+    action, error = failure
+    ctx.attempts.append(Attempt(dep.name, f"{action}:{error.code}", elapsed))
+    if action == REJECT:
+        dep.breaker.success()  # the deployment worked; the request was at fault
+    else:
+        dep.breaker.failure()
+    return failure
+
+
+async def _check(ctx: RequestContext, dep: Deployment,
+                 response: UpstreamResponse) -> tuple[str, FabriqueError] | None:
+    """None when the answer can be relayed, else what to do about it."""
+    status = response.status
+    if status == 200:
+        if response.events is not None:
+            return await _first_event(ctx, dep, response)
+        if ctx.stream:
+            return RETRY, UpstreamError(f"The deployment '{dep.name}' did not stream.")
+        data = response.json()
+        if not isinstance(data, dict) or "error" in data:
+            return RETRY, UpstreamError(f"The deployment '{dep.name}' sent a malformed answer.")
+        ctx.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        data["model"] = ctx.model
+        response.body = orjson.dumps(data)
+        return None
+    detail = upstream_message(response.body)
+    if status == 429:
+        return RETRY, RateLimited(f"The deployment '{dep.name}' is rate limited.",
+                                  retry_after=response.retry_after)
+    if status >= 500 or status in (408, 409):
+        error_class = {503: UpstreamUnavailable, 504: UpstreamTimeout}.get(status, UpstreamError)
+        return RETRY, error_class(f"The deployment '{dep.name}' failed (HTTP {status}).")
+    if status in (401, 403, 404):
+        # Our credentials or model mapping are wrong: the client can do nothing about it.
+        return NEXT, UpstreamError(f"The deployment '{dep.name}' is misconfigured (HTTP "
+                                   f"{status} from upstream).")
+    client_status = 413 if status == 413 else 400
+    return REJECT, UpstreamRejected(detail or f"The upstream rejected the request (HTTP {status}).",
+                                    status=client_status)
+
+
+async def _first_event(ctx: RequestContext, dep: Deployment,
+                       response: UpstreamResponse) -> tuple[str, FabriqueError] | None:
+    assert response.events is not None
+    try:
+        event = await anext(response.events)
+    except StopAsyncIteration:
+        return RETRY, UpstreamError(f"The deployment '{dep.name}' closed the stream at once.")
+    if event.event == "error" or event.data.startswith(b'{"error"'):
+        return RETRY, UpstreamError(f"The deployment '{dep.name}' failed: "
+                                    f"{upstream_message(event.data) or 'stream error'}")
+    ctx.first_event = event
+    return None
+
+
+def _backoff(retry: int, base: float, cap: float, retry_after: float | None) -> float | None:
+    """Full-jitter exponential backoff; honour a short Retry-After, skip a long one."""
+    delay = random.uniform(0, min(cap, base * 2 ** (retry - 1)))
+    if retry_after is not None:
+        if retry_after > cap:
+            return None
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _final(last: FabriqueError | None) -> FabriqueError:
+    if last is None:
+        return NoHealthyDeployment(
+            "No deployment can take this request now: every circuit is open. Retry shortly.",
+            retry_after=1.0)
+    return last

@@ -1,0 +1,95 @@
+"""The ``openai_compatible`` provider: one pooled aiohttp session per upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from fabrique.config import OpenAICompatibleProvider
+from fabrique.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from fabrique.providers.base import SSEEvent, SSESplitter, UpstreamRequest, UpstreamResponse
+
+
+class OpenAICompatible:
+    """Any upstream that speaks the OpenAI HTTP API."""
+
+    def __init__(self, config: OpenAICompatibleProvider) -> None:
+        self.name = config.name
+        self.config = config
+        self.base_url = config.base_url.rstrip("/")
+        self.headers = {"Content-Type": "application/json", **config.headers}
+        if config.api_key is not None:
+            self.headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            t = self.config.timeouts
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.config.max_connections,
+                                               ttl_dns_cache=300),
+                # The router enforces first-token and total deadlines per deployment;
+                # this is the connect bound and a safety net.
+                timeout=aiohttp.ClientTimeout(total=None, connect=t.connect_s,
+                                              sock_connect=t.connect_s),
+                headers=self.headers, skip_auto_headers=("User-Agent",),
+                auto_decompress=True)
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        url = f"{self.base_url}/{request.endpoint}"
+        try:
+            resp = await self._session.post(url, data=request.body())
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"{self.name}: no connection within the connect timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(f"{self.name}: cannot reach the upstream "
+                                      f"({type(exc).__name__})") from exc
+        retry_after = _retry_after(resp.headers.get("Retry-After"))
+        streaming = request.stream and resp.status == 200 and resp.content_type in (
+            "text/event-stream", "application/x-ndjson", "text/plain")
+        if not streaming:
+            try:
+                body = await resp.read()
+            except aiohttp.ClientError as exc:
+                raise UpstreamUnavailable(f"{self.name}: the answer was cut off") from exc
+            finally:
+                resp.release()
+            return UpstreamResponse(resp.status, body=body, retry_after=retry_after)
+        return UpstreamResponse(200, events=_events(resp, self.name), retry_after=retry_after,
+                                release=_releaser(resp))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _events(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[SSEEvent]:
+    splitter = SSESplitter()
+    try:
+        async for chunk in resp.content.iter_any():
+            for event in splitter.feed(chunk):
+                yield event
+    except (aiohttp.ClientError, ConnectionError) as exc:
+        raise UpstreamError(f"{name}: the stream was interrupted") from exc
+    finally:
+        resp.release()
+
+
+def _releaser(resp: aiohttp.ClientResponse):  # type: ignore[no-untyped-def]
+    async def release() -> None:
+        resp.close()
+    return release
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

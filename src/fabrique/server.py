@@ -1,0 +1,57 @@
+"""Run the gateway (or the simulator) in this process, on uvloop when available."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from fabrique.config import Config, SimFaults, SimProfile
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not built for every platform
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def serve(config: Config, *, host: str | None, port: int | None,
+          config_path: Path | None) -> None:
+    from fabrique.api import build_app
+    from fabrique.gateway import Gateway
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    gateway = Gateway(config)
+    app = build_app(gateway)
+    host = host or config.server.host
+    port = port if port is not None else config.server.port
+    shown = f"[{host}]" if ":" in host else host
+    origin = "built-in offline default (simulated models)" if config_path is None else config_path
+    banner = (
+        f"Fabrique gateway on http://{shown}:{port}/v1  (config: {origin})\n"
+        f"  database:    {gateway.db.safe_url}\n"
+        f"  models:      {', '.join(gateway.table.groups)}\n"
+        f"  admin token: {gateway.admin_token.source}\n"
+        f"  get a key:   fabrique keys create --tenant NAME"
+        + (f" --config {config_path}" if config_path else "")
+        + "\n  try it:      curl http://127.0.0.1:{port}/v1/models "
+        "-H \"Authorization: Bearer $KEY\"".replace("{port}", str(port)))
+    web.run_app(app, host=host, port=port, loop=_loop(), access_log=None,
+                print=lambda _msg: print(banner, file=sys.stderr, flush=True))
+
+
+def serve_simulator(profile: SimProfile, faults: SimFaults, models: list[str] | None,
+                    host: str, port: int) -> None:
+    from fabrique.simulator.engine import SimEngine
+    from fabrique.simulator.server import build_app
+
+    app = build_app(SimEngine(profile, faults, models))
+    web.run_app(app, host=host, port=port, loop=_loop(), access_log=None,
+                print=lambda _msg: print(f"Fabrique simulated engine on http://{host}:{port}/v1 "
+                                         f"(models: {', '.join(models or ['any name'])})",
+                                         file=sys.stderr, flush=True))

@@ -1,0 +1,68 @@
+"""``fabrique simulate``: the simulated engine behind its own OpenAI-compatible HTTP server."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from fabrique.simulator.engine import SimDisconnect, SimEngine
+
+ENGINE_KEY = web.AppKey("engine", SimEngine)
+
+
+def build_app(engine: SimEngine) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[ENGINE_KEY] = engine
+    for endpoint in ("chat/completions", "completions", "embeddings"):
+        app.router.add_post(f"/v1/{endpoint}", _handler(endpoint))
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/health", _health)
+    return app
+
+
+def _json(status: int, body: object) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _handler(endpoint: str):  # type: ignore[no-untyped-def]
+    async def handle(request: web.Request) -> web.StreamResponse:
+        engine = request.app[ENGINE_KEY]
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _json(400, {"error": {"message": "The body is not valid JSON.",
+                                         "type": "invalid_request_error", "param": None,
+                                         "code": "invalid_json"}})
+        answer = await engine.respond(endpoint, body)
+        if answer.stream is None:
+            return _json(answer.status, answer.body)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                               "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            async for payload in answer.stream:
+                await response.write(b"data: " + payload + b"\n\n")
+        except SimDisconnect:
+            # Drop the connection the way a crashed engine would: no [DONE], no clean end.
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
+    return handle
+
+
+async def _models(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    names = engine.models or ["sim-chat-small", "sim-embed"]
+    now = int(time.time())
+    return _json(200, {"object": "list", "data": [
+        {"id": n, "object": "model", "created": now, "owned_by": "fabrique-simulator"}
+        for n in names]})
+
+
+async def _health(request: web.Request) -> web.Response:
+    return _json(200, {"status": "ok", "active_sequences": request.app[ENGINE_KEY].active})
