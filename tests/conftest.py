@@ -94,9 +94,10 @@ async def sim_server() -> AsyncIterator[SimFactory]:
     """Start ``fabrique simulate``'s app on loopback; returns its base URL (…/v1)."""
     servers: list[TestServer] = []
 
-    async def start(models: list[str] | None = None, **faults: Any) -> str:
+    async def start(models: list[str] | None = None, api_key: str | None = None,
+                    **faults: Any) -> str:
         engine = SimEngine(SimProfile(**FAST), SimFaults(**faults), models)
-        server = TestServer(build_sim_app(engine))
+        server = TestServer(build_sim_app(engine, api_key))
         await server.start_server()
         servers.append(server)
         return str(server.make_url("/v1"))

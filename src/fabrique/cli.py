@@ -80,6 +80,9 @@ def simulate(
     stall_after_s: Annotated[float, typer.Option(help="Stall after the first token.")] = 0.0,
     disconnect_rate: Annotated[float, typer.Option(help="Share of streams cut mid-way.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed for the fault dice.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="FABRIQUE_SIMULATOR_API_KEY",
+        help="Require this bearer key, as a hosted engine would (env FABRIQUE_SIMULATOR_API_KEY).")] = None,
 ) -> None:
     """Run the simulated OpenAI-compatible engine alone.
 
@@ -102,7 +105,7 @@ def simulate(
         typer.echo(f"fabrique simulate: --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}",
                    err=True)
         raise typer.Exit(2) from None
-    serve_simulator(profile, faults, model or None, host, port)
+    serve_simulator(profile, faults, model or None, host, port, api_key)
 
 
 @keys_app.command("create")

@@ -46,11 +46,11 @@ def serve(config: Config, *, host: str | None, port: int | None,
 
 
 def serve_simulator(profile: SimProfile, faults: SimFaults, models: list[str] | None,
-                    host: str, port: int) -> None:
+                    host: str, port: int, api_key: str | None = None) -> None:
     from fabrique.simulator.engine import SimEngine
     from fabrique.simulator.server import build_app
 
-    app = build_app(SimEngine(profile, faults, models))
+    app = build_app(SimEngine(profile, faults, models), api_key)
     web.run_app(app, host=host, port=port, loop=_loop(), access_log=None,
                 print=lambda _msg: print(f"Fabrique simulated engine on http://{host}:{port}/v1 "
                                          f"(models: {', '.join(models or ['any name'])})",

@@ -40,8 +40,8 @@ def completion_handler(endpoint: str) -> Handler:
             ctx = RequestContext(gateway, request_id, endpoint, body, principal, received)
             await pipeline.run(ctx)
         except FabriqueError as error:
-            if ctx is not None and ctx.deployment is not None:
-                headers["x-fabrique-deployment"] = ctx.deployment.name
+            if ctx is not None and ctx.attempts:
+                headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
             return error_response(error, headers)
         except Exception:
             log.exception("internal error in request %s", request_id)
@@ -50,6 +50,7 @@ def completion_handler(endpoint: str) -> Handler:
                                   headers)
         assert ctx.deployment is not None and ctx.upstream is not None
         headers["x-fabrique-deployment"] = ctx.deployment.name
+        headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
         overhead_ms = (time.perf_counter() - received - ctx.upstream_s) * 1000
         headers["Server-Timing"] = (f"fabrique;dur={overhead_ms:.2f}, "
                                     f"upstream;dur={ctx.upstream_s * 1000:.2f}")

@@ -54,6 +54,9 @@ class RequestContext:
     attempts: list[Attempt] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
 
+    def upstream_calls(self) -> int:
+        return sum(not a.outcome.startswith("skipped") for a in self.attempts)
+
     def decide(self, stage: str, outcome: str, reason: str = "") -> None:
         self.decisions.append(Decision(stage, outcome, reason))
 

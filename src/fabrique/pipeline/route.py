@@ -184,4 +184,6 @@ def _final(last: FabriqueError | None) -> FabriqueError:
         return NoHealthyDeployment(
             "No deployment can take this request now: every circuit is open. Retry shortly.",
             retry_after=1.0)
+    if isinstance(last, RateLimited) and last.retry_after is None:
+        last.retry_after = 1.0  # the upstream said nothing; a client still needs a hint
     return last

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 import orjson
@@ -12,14 +13,30 @@ from fabrique.simulator.engine import SimDisconnect, SimEngine
 ENGINE_KEY = web.AppKey("engine", SimEngine)
 
 
-def build_app(engine: SimEngine) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+def build_app(engine: SimEngine, api_key: str | None = None) -> web.Application:
+    """The engine over HTTP; with ``api_key``, requests must carry it (as vLLM's --api-key)."""
+    app = web.Application(client_max_size=64 * 1024 * 1024,
+                          middlewares=[_require_key(api_key)] if api_key else [])
     app[ENGINE_KEY] = engine
     for endpoint in ("chat/completions", "completions", "embeddings"):
         app.router.add_post(f"/v1/{endpoint}", _handler(endpoint))
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
     return app
+
+
+def _require_key(api_key: str):  # type: ignore[no-untyped-def]
+    expected = f"Bearer {api_key}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        sent = request.headers.get("Authorization", "").encode()
+        if request.path.startswith("/v1/") and not hmac.compare_digest(sent, expected):
+            return _json(401, {"error": {"message": "Invalid API key.", "type": "authentication_error",
+                                         "param": None, "code": "invalid_api_key"}})
+        return await handler(request)
+
+    return check
 
 
 def _json(status: int, body: object) -> web.Response:
