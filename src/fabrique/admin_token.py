@@ -36,7 +36,7 @@ class AdminToken:
 
     def check(self, authorization: str | None) -> None:
         scheme, _, token = (authorization or "").partition(" ")
-        sent = hashlib.sha256(token.strip().encode()).digest()
+        sent = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
         if scheme.lower() != "bearer" or not hmac.compare_digest(sent, self._digest):
             raise AuthenticationError("Invalid admin token: send 'Authorization: Bearer <token>' "
                                       "with the token from the admin_token file or "

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fabrique.errors import ConfigError
 
@@ -68,7 +76,8 @@ class SimFaults(_Model):
 
 class OpenAICompatibleProvider(_Model):
     name: str = Field(description="Unique provider name, used by deployments.")
-    type: Literal["openai_compatible"] = "openai_compatible"
+    type: Literal["openai_compatible"] = Field(
+        "openai_compatible", description="Any upstream with the OpenAI HTTP API.")
     base_url: str = Field(
         description="Base URL including the API prefix, e.g. http://127.0.0.1:8000/v1.",
         pattern=r"^https?://")
@@ -80,10 +89,16 @@ class OpenAICompatibleProvider(_Model):
     max_connections: int = Field(
         256, ge=1, description="Size of this provider's pooled HTTP session.")
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # ${KEY:-} with KEY unset means "no key"
+
 
 class SimulatedProvider(_Model):
     name: str = Field(description="Unique provider name, used by deployments.")
-    type: Literal["simulated"] = "simulated"
+    type: Literal["simulated"] = Field(
+        "simulated", description="The built-in simulated engine, in process.")
     profile: SimProfile = Field(default_factory=SimProfile, description="Timing profile.")
     faults: SimFaults = Field(default_factory=SimFaults, description="Injected faults.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Timeouts, as for real upstreams.")
@@ -212,15 +227,30 @@ def default_config() -> Config:
     })
 
 
-def interpolate_env(text: str, source: str) -> str:
+def interpolate_env(data: Any, text: str, source: str) -> Any:
+    """Replace ``${VAR}`` in every string value (comments are never touched)."""
+    if isinstance(data, dict):
+        return {k: interpolate_env(v, text, source) for k, v in data.items()}
+    if isinstance(data, list):
+        return [interpolate_env(v, text, source) for v in data]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
     def replace(m: re.Match[str]) -> str:
         value = os.environ.get(m.group(1), m.group(2))
         if value is None:
-            line = text.count("\n", 0, m.start()) + 1
-            raise ConfigError(f"{source}:{line}: environment variable {m.group(1)} is not set "
-                              f"(write ${{{m.group(1)}:-default}} to give a default)")
+            raise ConfigError(f"{source}:{_line_of_text(text, m.group(0))}: environment variable "
+                              f"{m.group(1)} is not set (write ${{{m.group(1)}:-default}} to give "
+                              "a default)")
         return value
-    return _ENV_REF.sub(replace, text)
+    return _ENV_REF.sub(replace, data)
+
+
+def _line_of_text(text: str, needle: str) -> str:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line.split("#", 1)[0]:
+            return str(number)
+    return "?"
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -229,10 +259,9 @@ def load_config(path: str | Path | None) -> Config:
         return default_config()
     path = Path(path)
     try:
-        raw_text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from exc
-    text = interpolate_env(raw_text, str(path))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from exc
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
@@ -244,6 +273,7 @@ def load_config(path: str | Path | None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    data = interpolate_env(data, text, str(path))
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -302,12 +332,11 @@ def settings_reference() -> str:
             default = "" if field.is_required() else f" (default: `{_default_text(field)}`)"
             out.append(f"- `{key}`{default}: {field.description or ''}")
             for sub in nested:
-                walk(sub, f"{key}[].{''}" if "list" in str(ann) else f"{key}.")
+                walk(sub, f"{key}[]." if "list" in str(ann) else f"{key}.")
 
     walk(Config, "")
     for title, model in (("Provider `openai_compatible`", OpenAICompatibleProvider),
-                         ("Provider `simulated`", SimulatedProvider),
-                         ("Model", ModelConfig), ("Deployment", DeploymentConfig)):
+                         ("Provider `simulated`", SimulatedProvider)):
         out += ["", f"## {title}", ""]
         walk(model, "")
     return "\n".join(out) + "\n"
@@ -315,5 +344,6 @@ def settings_reference() -> str:
 
 def _default_text(field: Any) -> str:
     if field.default_factory is not None:
-        return "see below"
+        value = field.default_factory()
+        return "see below" if isinstance(value, BaseModel) else repr(value)
     return "none" if field.default is None else str(field.default)

@@ -87,7 +87,7 @@ def new_key() -> tuple[str, str]:
 
 def parse_key(key: str) -> str | None:
     """The key id of a well-formed key, else None."""
-    if not key.startswith(PREFIX):
+    if not key.startswith(PREFIX) or not key.isascii():
         return None
     key_id, sep, secret = key[len(PREFIX):].partition("_")
     if not sep or len(key_id) != _ID_LEN or not secret or len(key) > 128:
@@ -131,6 +131,12 @@ class KeyStore:
     async def create_key(self, tenant: str, *, name: str | None = None,
                          expires_at: datetime | None = None) -> tuple[KeyInfo, str]:
         """Create a key (and its tenant if needed); returns its info and the key, shown once."""
+        if expires_at is not None:
+            try:  # the store keeps no UTC offset: convert, or +05:00 would expire 5 h late
+                expires_at = (expires_at.replace(tzinfo=UTC) if expires_at.tzinfo is None
+                              else expires_at.astimezone(UTC))
+            except OverflowError as exc:
+                raise InvalidField("expires_at is out of range", param="expires_at") from exc
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise InvalidField("expires_at must be in the future", param="expires_at")
         tenant_id = await self.ensure_tenant(tenant)

@@ -28,7 +28,7 @@ async def start(gateway_factory, providers, models, **routing):
 async def test_retry_on_same_deployment_recovers(gateway_factory, sim_server):
     # An HTTP upstream that fails half the time (seeded): one retry is enough for most calls.
     url = await sim_server(error_rate=0.5, seed=3)
-    client, gw, auth = await start(
+    client, _gw, auth = await start(
         gateway_factory, [{"name": "up", "type": "openai_compatible", "base_url": url}],
         [{"name": "chat", "deployments": [{"provider": "up"}]}], retries=4,
         breaker={"failure_threshold": 100})
@@ -39,7 +39,7 @@ async def test_retry_on_same_deployment_recovers(gateway_factory, sim_server):
 
 
 async def test_fallback_to_next_deployment(gateway_factory):
-    client, gw, auth = await start(
+    client, _gw, auth = await start(
         gateway_factory, [sim("broken", error_rate=1.0), sim("healthy")],
         [{"name": "chat", "strategy": "weighted", "deployments": [
             {"provider": "broken", "weight": 1000}, {"provider": "healthy", "weight": 0.001}]}],
@@ -50,7 +50,7 @@ async def test_fallback_to_next_deployment(gateway_factory):
 
 
 async def test_fallback_model_when_all_deployments_fail(gateway_factory):
-    client, gw, auth = await start(
+    client, _gw, auth = await start(
         gateway_factory, [sim("broken", error_rate=1.0), sim("healthy")],
         [{"name": "chat", "deployments": [{"provider": "broken"}], "fallbacks": ["backup"]},
          {"name": "backup", "deployments": [{"provider": "healthy", "model": "small"}]}])
@@ -61,7 +61,7 @@ async def test_fallback_model_when_all_deployments_fail(gateway_factory):
 
 
 async def test_all_failing_is_502_after_bounded_attempts(gateway_factory):
-    client, gw, auth = await start(
+    client, _gw, auth = await start(
         gateway_factory, [sim("a", error_rate=1.0), sim("b", error_rate=1.0)],
         [{"name": "chat", "deployments": [{"provider": "a"}, {"provider": "b"}]}],
         retries=2, max_attempts=4, breaker={"failure_threshold": 1000})
@@ -74,7 +74,7 @@ async def test_all_failing_is_502_after_bounded_attempts(gateway_factory):
 async def test_unreachable_upstream_is_503_and_falls_back(gateway_factory, unused_tcp_port):
     dead = {"name": "dead", "type": "openai_compatible",
             "base_url": f"http://127.0.0.1:{unused_tcp_port}/v1", "timeouts": {"connect_s": 1}}
-    client, gw, auth = await start(gateway_factory, [dead], [
+    client, _gw, auth = await start(gateway_factory, [dead], [
         {"name": "chat", "deployments": [{"provider": "dead"}]}], retries=1)
     resp = await client.post("/v1/chat/completions", json=CHAT, headers=auth)
     assert resp.status == 503
@@ -84,7 +84,7 @@ async def test_unreachable_upstream_is_503_and_falls_back(gateway_factory, unuse
 async def test_first_token_timeout_is_504(gateway_factory):
     stalling = sim("slow", stall_rate=1.0, stall_before_first_token_s=30)
     stalling["timeouts"] = {"first_token_s": 0.1, "total_s": 0.2}
-    client, gw, auth = await start(gateway_factory, [stalling],
+    client, _gw, auth = await start(gateway_factory, [stalling],
                                    [{"name": "chat", "deployments": [{"provider": "slow"}]}],
                                    retries=0)
     for stream in (False, True):
@@ -97,7 +97,7 @@ async def test_first_token_timeout_is_504(gateway_factory):
 async def test_stall_before_first_token_falls_back(gateway_factory):
     stalling = sim("slow", stall_rate=1.0, stall_before_first_token_s=30)
     stalling["timeouts"] = {"first_token_s": 0.1}
-    client, gw, auth = await start(
+    client, _gw, auth = await start(
         gateway_factory, [stalling, sim("fast")],
         [{"name": "chat", "strategy": "weighted", "deployments": [
             {"provider": "slow", "weight": 1000}, {"provider": "fast", "weight": 0.001}]}],
@@ -128,7 +128,7 @@ async def test_breaker_opens_then_skips_the_deployment(gateway_factory):
 
 
 async def test_every_circuit_open_is_503(gateway_factory):
-    client, gw, auth = await start(
+    client, _gw, auth = await start(
         gateway_factory, [sim("broken", error_rate=1.0)],
         [{"name": "chat", "deployments": [{"provider": "broken"}]}],
         retries=0, breaker={"failure_threshold": 1, "cooldown_s": 60})
@@ -202,7 +202,7 @@ async def test_upstream_auth_or_model_errors_fall_back_without_retry(gateway_fac
         url = await sim_server(models=["other"])
     else:
         url = await sim_server(api_key="right-key")
-    client, gw, auth = await start(
+    client, _gw, auth = await start(
         gateway_factory, [{"name": "up", "type": "openai_compatible", "base_url": url,
                            "api_key": "wrong-key"}, sim("healthy")],
         [{"name": "chat", "strategy": "weighted", "deployments": [

@@ -62,7 +62,11 @@ async def create_key(request: web.Request) -> web.StreamResponse:
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
     if spec.expires_in_days is not None:
-        expires = datetime.now(UTC) + timedelta(days=spec.expires_in_days)
+        try:
+            expires = datetime.now(UTC) + timedelta(days=spec.expires_in_days)
+        except OverflowError as exc:
+            raise InvalidField("expires_in_days: the date would be after the year 9999",
+                               param="expires_in_days") from exc
     info, key = await request.app[GATEWAY].keys.create_key(spec.tenant, name=spec.name,
                                                            expires_at=expires)
     return _json({**info.as_dict(), "key": key}, status=201)

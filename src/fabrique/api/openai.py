@@ -13,7 +13,7 @@ from aiohttp import web
 
 from fabrique import pipeline
 from fabrique.api.errors import error_response
-from fabrique.errors import BodyTooLarge, FabriqueError, InvalidJSON
+from fabrique.errors import BodyTooLarge, FabriqueError, InvalidJSON, RequestError
 from fabrique.gateway import Gateway
 from fabrique.pipeline.context import RequestContext
 from fabrique.pipeline.relay import ClientGone, relay_stream
@@ -21,6 +21,7 @@ from fabrique.pipeline.relay import ClientGone, relay_stream
 log = logging.getLogger("fabrique.api")
 GATEWAY = web.AppKey("gateway", Gateway)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_MAX_DEPTH = 255  # orjson.dumps fails at this depth
 
 
 def new_request_id() -> str:
@@ -85,6 +86,11 @@ async def read_json(request: web.Request, limit: int) -> dict[str, object]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise BodyTooLarge(f"The request body is larger than {limit} bytes.") from exc
+    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a body that is not
+        raise RequestError(f"The request body could not be read ({exc}).",
+                           code="invalid_body") from exc
+    if len(raw) > limit:  # a chunked body has no Content-Length to check up front
+        raise BodyTooLarge(f"The request body is larger than {limit} bytes.")
     if not raw:
         raise InvalidJSON("The request body is empty; send a JSON object.")
     try:
@@ -94,6 +100,13 @@ async def read_json(request: web.Request, limit: int) -> dict[str, object]:
                           f"{exc.pos}).") from exc
     if not isinstance(body, dict):
         raise InvalidJSON("The request body must be a JSON object.")
+    # orjson reads 1024 levels of nesting but writes only 254: refuse what cannot be relayed.
+    if raw.count(b"[") + raw.count(b"{") >= _MAX_DEPTH:
+        try:
+            orjson.dumps(body)
+        except TypeError as exc:
+            raise InvalidJSON(f"The request body is nested more than {_MAX_DEPTH - 1} levels "
+                              "deep.") from exc
     return body
 
 

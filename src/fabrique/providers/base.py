@@ -83,24 +83,27 @@ class Provider(Protocol):
 class SSESplitter:
     """Cuts a byte stream into SSE events, whatever the chunking and line endings."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_skip_lf")
 
     def __init__(self) -> None:
         self._buf = b""
+        self._skip_lf = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._skip_lf and chunk:
+            # The last chunk ended in CR, already taken as a line end: a LF now is its CRLF pair.
+            self._skip_lf = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf = self._buf + chunk
-        if b"\r" in buf:
-            # A CR at the very end may be the first half of a CRLF split across chunks.
-            tail = b"\r" if buf.endswith(b"\r") else b""
-            buf = (buf[:-1] if tail else buf).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        else:
-            tail = b""
         if b"\n\n" not in buf:
-            self._buf = buf + tail
+            self._buf = buf
             return []
         *blocks, rest = buf.split(b"\n\n")
-        self._buf = rest + tail
+        self._buf = rest
         events = []
         for block in blocks:
             event = _parse_block(block)

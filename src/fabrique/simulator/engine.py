@@ -131,8 +131,10 @@ class SimEngine:
         raw = body.get("input")
         if isinstance(raw, str):
             inputs = [raw]
-        elif isinstance(raw, list) and raw and all(isinstance(x, str | int) for x in raw):
-            inputs = [raw] if isinstance(raw[0], int) else raw  # a token array is one input
+        elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
+            inputs = raw
+        elif isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
+            inputs = [raw]  # a token array is one input
         elif isinstance(raw, list) and raw and all(isinstance(x, list) for x in raw):
             inputs = raw
         else:
@@ -213,8 +215,9 @@ class _Plan:
         params = (self.tool or {}).get("parameters") or {}
         props = params.get("properties") if isinstance(params, dict) else None
         args: dict[str, Any] = {}
-        for name, spec in (props or {}).items():
+        for name, spec in (props if isinstance(props, dict) else {}).items():
             kind = spec.get("type") if isinstance(spec, dict) else None
+            kind = kind if isinstance(kind, str) else None  # e.g. ["string", "null"]
             args[name] = {"integer": 1, "number": 1.5, "boolean": True, "array": [],
                           "object": {}}.get(kind, f"simulated {name}")  # type: ignore[arg-type]
         return orjson.dumps(args).decode()

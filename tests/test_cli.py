@@ -1,0 +1,106 @@
+"""The CLI as a user runs it: real processes, real ports, the openai SDK as the client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+FABRIQUE = [sys.executable, "-m", "fabrique"]
+
+
+def run(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*FABRIQUE, *args], env=env, capture_output=True, text=True,
+                            timeout=60)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "FABRIQUE_HOME": str(tmp_path / "home")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited: {proc.stderr.read() if proc.stderr else ''}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError("the server did not start")
+
+
+def test_serve_with_no_config_and_a_cli_key(env):
+    key = run("keys", "create", "--tenant", "acme", env=env).stdout.strip().splitlines()[-1]
+    assert key.startswith("fab-")
+    port = free_port()
+    proc = subprocess.Popen([*FABRIQUE, "serve", "--port", str(port)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+        sdk = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+        ids = {m.id for m in sdk.models.list().data}
+        assert {"fabrique-sim-chat", "fabrique-sim-embed"} <= ids
+        answer = sdk.chat.completions.create(model="fabrique-sim-chat", max_tokens=3,
+                                             messages=[{"role": "user", "content": "Salut"}])
+        assert answer.choices[0].message.content.startswith("[simulated]")
+        stream = sdk.chat.completions.create(model="fabrique-sim-chat", max_tokens=3, stream=True,
+                                             messages=[{"role": "user", "content": "Salut"}])
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert sdk.completions.create(model="fabrique-sim-chat", prompt="a", max_tokens=2).choices
+        assert sdk.embeddings.create(model="fabrique-sim-embed", input="a").data[0].embedding
+        # Revoked from another process: refused within the key cache TTL (5 s by default).
+        key_id = key[4:16]
+        run("keys", "revoke", key_id, env=env)
+        time.sleep(5.2)
+        with pytest.raises(Exception, match="revoked"):
+            sdk.models.list()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert f"http://127.0.0.1:{port}/v1" in err
+    assert "fabrique keys create --tenant" in err
+    assert key not in err  # secrets never reach the logs
+
+
+def test_keys_list_and_revoke(env):
+    key = run("keys", "create", "--tenant", "acme", "--name", "ci", env=env).stdout.split()[-1]
+    listed = run("keys", "list", "--json", env=env).stdout
+    assert key[4:16] in listed and key not in listed
+    run("keys", "revoke", key[4:16], env=env)
+    assert '"status":"revoked"' in run("keys", "list", "--json", env=env).stdout
+    bad = run("keys", "revoke", "nosuchkey000", env=env, check=False)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_config_errors_name_file_field_and_line(env, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("providers:\n  - name: up\n    type: openai_compatible\n"
+                    "    base_url: http://x/v1\n    timeouts:\n      connect_s: soon\n")
+    result = run("serve", "--config", str(path), env=env, check=False)
+    assert result.returncode == 2
+    assert f"{path}:6: providers[0].timeouts.connect_s:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help_with_an_example(env):
+    for command in (["serve"], ["simulate"], ["keys", "create"], ["keys", "list"],
+                    ["keys", "revoke"], ["config", "check"], ["config", "reference"]):
+        out = run(*command, "--help", env=env).stdout
+        assert "Example" in out, command
