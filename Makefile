@@ -21,6 +21,7 @@ run: install
 
 test: install-test
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: install-test

@@ -104,3 +104,26 @@ def test_every_command_has_help_with_an_example(env):
                     ["keys", "revoke"], ["config", "check"], ["config", "reference"]):
         out = run(*command, "--help", env=env).stdout
         assert "Example" in out, command
+
+
+def test_simulate_serves_the_openai_api(env):
+    port = free_port()
+    proc = subprocess.Popen([*FABRIQUE, "simulate", "--port", str(port), "--decode-ms", "0",
+                             "--model", "sim-chat"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+        sdk = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        answer = sdk.chat.completions.create(model="sim-chat", max_tokens=3,
+                                             messages=[{"role": "user", "content": "x"}])
+        assert answer.usage.completion_tokens == 3
+        assert [m.id for m in sdk.models.list().data] == ["sim-chat"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_simulate_rejects_bad_options(env):
+    result = run("simulate", "--error-rate", "2", env=env, check=False)
+    assert result.returncode == 2
+    assert "--error-rate" in result.stderr and "Traceback" not in result.stderr

@@ -118,9 +118,13 @@ class KeyStore:
                 async with conn.begin_nested():
                     result = await conn.execute(
                         tenants.insert().values(name=name, created_at=datetime.now(UTC)))
-                    return int(result.inserted_primary_key[0])
+                    key = result.inserted_primary_key
+                    assert key is not None
+                    return int(key[0])
             except IntegrityError:  # created concurrently by another process
                 found = await conn.scalar(sa.select(tenants.c.id).where(tenants.c.name == name))
+                if found is None:
+                    raise
                 return int(found)
 
     async def list_tenants(self) -> list[dict[str, object]]:
@@ -241,11 +245,11 @@ def _key_query() -> sa.Select:  # type: ignore[type-arg]
 
 
 def _info(row: sa.Row) -> KeyInfo:  # type: ignore[type-arg]
-    return KeyInfo(row.key_id, row.tenant, row.tenant_id, row.name, _utc(row.created_at),
-                   _utc(row.expires_at), _utc(row.revoked_at))
+    return KeyInfo(row.key_id, row.tenant, row.tenant_id, row.name, row.created_at.replace(
+        tzinfo=row.created_at.tzinfo or UTC), _utc(row.expires_at), _utc(row.revoked_at))
 
 
-def _utc(value: datetime | None) -> datetime | None:  # type: ignore[misc]
+def _utc(value: datetime | None) -> datetime | None:
     # SQLite returns naive datetimes; everything Fabrique writes is UTC.
     if value is None:
         return None

@@ -26,6 +26,7 @@ def serve(config: Config, *, host: str | None, port: int | None,
     from fabrique.gateway import Gateway
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     gateway = Gateway(config)
     app = build_app(gateway)
     host = host or config.server.host

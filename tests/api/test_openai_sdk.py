@@ -84,6 +84,12 @@ async def test_models(sdk):
     assert {m.id for m in models.data} == {"chat", "embed"}
 
 
+async def test_retrieve_model(sdk):
+    assert (await sdk.models.retrieve("embed")).id == "embed"
+    with pytest.raises(openai.NotFoundError):
+        await sdk.models.retrieve("nope")
+
+
 async def test_unknown_model_is_404(sdk):
     with pytest.raises(openai.NotFoundError) as info:
         await sdk.chat.completions.create(model="gpt-17", messages=[{"role": "user", "content": "x"}])

@@ -26,6 +26,7 @@ def build_app(gateway: Gateway) -> web.Application:
     for endpoint in ("chat/completions", "completions", "embeddings"):
         app.router.add_post(f"/v1/{endpoint}", completion_handler(endpoint))
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model:.+}", list_models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     admin.add_routes(app)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from fabrique import pipeline
 from fabrique.api.errors import error_response
-from fabrique.errors import BodyTooLarge, FabriqueError, InvalidJSON, RequestError
+from fabrique.errors import BodyTooLarge, FabriqueError, InvalidJSON, ModelNotFound, RequestError
 from fabrique.gateway import Gateway
 from fabrique.pipeline.context import RequestContext
 from fabrique.pipeline.relay import ClientGone, relay_stream
@@ -111,15 +111,21 @@ async def read_json(request: web.Request, limit: int) -> dict[str, object]:
 
 
 async def list_models(request: web.Request) -> web.Response:
+    """GET /v1/models, and GET /v1/models/{model} for one."""
     gateway = request.app[GATEWAY]
     headers = {"x-fabrique-request-id": new_request_id()}
     try:
         await gateway.keys.authenticate(request.headers.get("Authorization"))
+        wanted = request.match_info.get("model")
+        groups = list(gateway.table.groups.values())
+        if wanted is not None:
+            groups = [g for g in groups if g.name == wanted]
+            if not groups:
+                raise ModelNotFound(f"The model '{wanted}' does not exist.", param="model")
     except FabriqueError as error:
         return error_response(error, headers)
-    created = gateway.started_at
-    data = [{"id": g.name, "object": "model", "created": created, "owned_by": "fabrique",
+    data = [{"id": g.name, "object": "model", "created": gateway.started_at, "owned_by": "fabrique",
              "fabrique": {"kind": g.kind, "deployments": [d.name for d in g.deployments]}}
-            for g in gateway.table.groups.values()]
-    return web.Response(body=orjson.dumps({"object": "list", "data": data}),
-                        content_type="application/json", headers=headers)
+            for g in groups]
+    body = data[0] if wanted is not None else {"object": "list", "data": data}
+    return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)

@@ -129,6 +129,7 @@ class SimEngine:
 
     async def _embeddings(self, body: dict[str, Any], model: str) -> SimResponse:
         raw = body.get("input")
+        inputs: list[Any]
         if isinstance(raw, str):
             inputs = [raw]
         elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
@@ -301,7 +302,8 @@ class _Plan:
                     "arguments": args[start:start + step]}}]})
             return parts
         tokens = self._tokens()
-        return [{"role": "assistant", "content": tokens[0]}] + [{"content": t} for t in tokens[1:]]
+        first: dict[str, Any] = {"role": "assistant", "content": tokens[0]}
+        return [first, *({"content": t} for t in tokens[1:])]
 
     async def stream(self) -> AsyncIterator[bytes]:
         engine = self.engine
