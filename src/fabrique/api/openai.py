@@ -62,7 +62,12 @@ def completion_handler(endpoint: str) -> Handler:
         headers["Cache-Control"] = "no-cache"
         headers["X-Accel-Buffering"] = "no"
         response = web.StreamResponse(headers=headers)
-        await response.prepare(request)
+
+        async def start() -> None:
+            try:
+                await response.prepare(request)
+            except (ConnectionError, RuntimeError) as exc:
+                raise ClientGone from exc
 
         async def write(data: bytes) -> None:
             try:
@@ -70,7 +75,7 @@ def completion_handler(endpoint: str) -> Handler:
             except (ConnectionError, RuntimeError) as exc:
                 raise ClientGone from exc
 
-        await relay_stream(ctx, write)
+        await relay_stream(ctx, start, write)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await response.write_eof()
         return response

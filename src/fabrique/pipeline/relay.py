@@ -30,8 +30,9 @@ class ClientGone(Exception):
     """The client closed the connection while we were writing to it."""
 
 
-async def relay_stream(ctx: RequestContext, write: Write) -> None:
-    """Write every upstream event to the client, then ``[DONE]`` or an error event."""
+async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]],
+                       write: Write) -> None:
+    """Send the headers (``start``), every upstream event, then ``[DONE]`` or an error event."""
     upstream, dep = ctx.upstream, ctx.deployment
     assert upstream is not None and upstream.events is not None and dep is not None
     loop = asyncio.get_running_loop()
@@ -41,6 +42,7 @@ async def relay_stream(ctx: RequestContext, write: Write) -> None:
     event: SSEEvent | None = ctx.first_event
     ok = False
     try:
+        await start()
         async with asyncio.timeout(None) as timer:
             while event is not None:
                 if event.data == b"[DONE]":
@@ -61,6 +63,13 @@ async def relay_stream(ctx: RequestContext, write: Write) -> None:
         await _write_error(write, exc)
     except ClientGone:
         ok = True  # the client left; the deployment did nothing wrong
+    except asyncio.CancelledError:
+        ok = True  # shutting down; the deployment did nothing wrong
+        raise
+    except Exception:
+        log.exception("relay of request %s failed", ctx.request_id)
+        await _write_error(write, FabriqueError(
+            f"The gateway failed while relaying the stream; quote {ctx.request_id}."))
     finally:
         dep.inflight -= 1
         if not ok:

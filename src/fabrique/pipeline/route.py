@@ -10,6 +10,7 @@ error event.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from typing import Any
@@ -29,6 +30,8 @@ from fabrique.pipeline.context import Attempt, RequestContext
 from fabrique.providers import UpstreamRequest, UpstreamResponse
 from fabrique.providers.errors import upstream_message
 from fabrique.routing import Deployment
+
+log = logging.getLogger("fabrique.route")
 
 # What to do after a failed attempt.
 RETRY, NEXT, REJECT = "retry", "next", "reject"
@@ -100,6 +103,16 @@ async def _attempt(ctx: RequestContext, dep: Deployment,
             f"The deployment '{dep.name}' did not answer within {timeout:g} s.")
     except UpstreamError as exc:
         failure = RETRY, exc
+    except Exception as exc:  # a provider bug must not leak internals or the in-flight count
+        log.exception("deployment %s raised unexpectedly", dep.name)
+        failure = RETRY, UpstreamError(f"The deployment '{dep.name}' failed unexpectedly.")
+        failure[1].__cause__ = exc
+    except BaseException:  # cancelled (client gone, shutdown): undo our bookkeeping
+        dep.inflight -= 1
+        dep.breaker.release_probe()
+        if response is not None:
+            await response.close()
+        raise
     elapsed = time.perf_counter() - started
     ctx.upstream_s += elapsed
     if failure is None:

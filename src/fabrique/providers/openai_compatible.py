@@ -70,22 +70,14 @@ class OpenAICompatible:
 
 async def _events(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[SSEEvent]:
     splitter = SSESplitter()
-    done = False
     try:
         async for chunk in resp.content.iter_any():
             for event in splitter.feed(chunk):
-                done = event.data == b"[DONE]"
                 yield event
     except (aiohttp.ClientError, ConnectionError) as exc:
         raise UpstreamError(f"{name}: the stream was interrupted") from exc
     finally:
-        if done:
-            resp.release()
-        else:
-            # A stream that did not end with [DONE] went wrong upstream, and the server
-            # may be closing this connection right now (uvicorn does after an exception
-            # in a streaming response): drop it rather than hand it to the next request.
-            resp.close()
+        resp.release()
 
 
 def _releaser(resp: aiohttp.ClientResponse):  # type: ignore[no-untyped-def]

@@ -34,6 +34,10 @@ class CircuitBreaker:
         self.probing = True
         return True
 
+    def release_probe(self) -> None:
+        """The probe was abandoned (cancelled) without a verdict: let another one try."""
+        self.probing = False
+
     def success(self) -> None:
         self.failures = 0
         self.opened_at = None
