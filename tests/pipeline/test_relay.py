@@ -192,3 +192,25 @@ async def test_tool_calls_non_stream(client, auth):
     message = (await (await client.post("/v1/chat/completions", json=body,
                                         headers=auth)).json())["choices"][0]["message"]
     assert message["tool_calls"][0]["function"] == {"name": "lookup", "arguments": "{}"}
+
+
+async def test_client_leaving_mid_stream_frees_the_deployment(gateway_factory):
+    client, gw = await gateway_factory(
+        providers=[{"name": "sim", "type": "simulated",
+                    "profile": {"decode_ms_per_token": 20, "base_ttft_ms": 0}}],
+        models=[{"name": "chat", "strategy": "least_inflight",
+                 "deployments": [{"provider": "sim"}]}])
+    _, key = await gw.keys.create_key("acme")
+    dep = gw.table.get("chat").deployments[0]
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True, "max_tokens": 500},
+                             headers={"Authorization": f"Bearer {key}"})
+    await resp.content.readuntil(b"\n\n")
+    assert dep.inflight == 1
+    resp.close()  # the client goes away mid-stream
+    for _ in range(200):
+        if dep.inflight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert dep.inflight == 0
+    assert dep.breaker.failures == 0
+    assert dep.provider.engine.active == 0  # the upstream generation was stopped too
