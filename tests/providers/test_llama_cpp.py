@@ -489,10 +489,6 @@ async def test_engine_500_is_relayed_without_internals(gw: GW, llama_engine: Eng
 # -- known defects ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "llama.cpp answers a client's invalid values with a 500; the gateway counts it, and "
-    "its retry, as deployment failures, so 3 bad requests from one key open the circuit "
-    "for every client"))
 async def test_bad_requests_do_not_open_the_circuit(gw: GW) -> None:
     bad = {"model": "tiny-chat", "messages": MESSAGES, "max_tokens": 2, **BAD_VALUES[0]}
     for _ in range(3):
@@ -500,14 +496,9 @@ async def test_bad_requests_do_not_open_the_circuit(gw: GW) -> None:
         assert resp.status == 502
     good = {"model": "tiny-chat", "messages": MESSAGES, "max_tokens": 2}
     resp = await gw.client.post("/v1/chat/completions", headers=gw.auth, json=good)
-    assert resp.status == 200, await resp.text()  # today: 503 no_healthy_deployment
+    assert resp.status == 200, await resp.text()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "a race: after a stream that fails in the engine, uvicorn closes the connection a few "
-    "ms after the response ends, but aiohttp has already put it back in the pool; the "
-    "next request sent on it fails (ServerDisconnectedError), costing it a retry and a "
-    "breaker failure, or the request itself with retries: 0"))
 async def test_a_broken_stream_does_not_poison_the_connection_pool(gw: GW) -> None:
     bad = {"model": "tiny-chat", "messages": [{"role": "user", "content": LONG}],
            "max_tokens": 4, "stream": True}

@@ -249,7 +249,7 @@ async def test_upstream_client_error_is_relayed_not_retried(gateway_factory, sim
     resp = await client.post("/v1/completions", json={"model": "chat", "prompt": [""]}, headers=auth)
     assert resp.status == 400
     error = (await resp.json())["error"]
-    assert error["code"] == "upstream_rejected"
+    assert error["code"] == "missing_required_parameter"  # the engine's own code, kept
     assert error["message"] == "'prompt' is required."
     dep = gw.table.get("chat").deployments[0]
     assert dep.breaker.failures == 0

@@ -46,6 +46,12 @@ def admin(handler: Handler) -> Handler:
     return guarded
 
 
+async def _read(request: web.Request) -> dict[str, object]:
+    # The server's own limit may be lower: aiohttp stops reading there.
+    limit = min(_ADMIN_BODY_LIMIT, request.app[GATEWAY].config.server.max_body_bytes)
+    return await read_json(request, limit)
+
+
 def _parse(model: type[_M], body: dict[str, object]) -> _M:
     try:
         return model.model_validate(body)
@@ -57,7 +63,7 @@ def _parse(model: type[_M], body: dict[str, object]) -> _M:
 
 @admin
 async def create_key(request: web.Request) -> web.StreamResponse:
-    spec = _parse(CreateKey, await read_json(request, _ADMIN_BODY_LIMIT))
+    spec = _parse(CreateKey, await _read(request))
     expires = spec.expires_at
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
@@ -86,7 +92,7 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
 
 @admin
 async def create_tenant(request: web.Request) -> web.StreamResponse:
-    spec = _parse(CreateTenant, await read_json(request, _ADMIN_BODY_LIMIT))
+    spec = _parse(CreateTenant, await _read(request))
     await request.app[GATEWAY].keys.ensure_tenant(spec.name)
     return _json({"name": spec.name.strip()}, status=201)
 

@@ -30,7 +30,7 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     admin.add_routes(app)
-    app.router.add_route("*", "/{tail:.*}", not_found)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", not_found)  # "." would miss a decoded %0A
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         await gateway.start()

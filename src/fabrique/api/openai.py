@@ -92,7 +92,8 @@ async def read_json(request: web.Request, limit: int) -> dict[str, object]:
     except web.HTTPRequestEntityTooLarge as exc:
         raise BodyTooLarge(f"The request body is larger than {limit} bytes.") from exc
     except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a body that is not
-        raise RequestError(f"The request body could not be read ({exc}).",
+        detail = getattr(exc.__cause__, "message", None) or "malformed payload"
+        raise RequestError(f"The request body could not be read ({detail}).",
                            code="invalid_body") from exc
     if len(raw) > limit:  # a chunked body has no Content-Length to check up front
         raise BodyTooLarge(f"The request body is larger than {limit} bytes.")

@@ -28,7 +28,7 @@ from fabrique.errors import (
 )
 from fabrique.pipeline.context import Attempt, RequestContext
 from fabrique.providers import UpstreamRequest, UpstreamResponse
-from fabrique.providers.errors import upstream_message
+from fabrique.providers.errors import upstream_error, upstream_message
 from fabrique.routing import Deployment
 
 log = logging.getLogger("fabrique.route")
@@ -131,7 +131,10 @@ async def _attempt(ctx: RequestContext, dep: Deployment,
     ctx.attempts.append(Attempt(dep.name, f"{action}:{error.code}", elapsed))
     if action == REJECT:
         dep.breaker.success()  # the deployment worked; the request was at fault
-    else:
+    elif dep.name not in ctx.charged:
+        # One failure per request and deployment: a request that fails deterministically
+        # (an engine answering 500 to odd parameters) must not open the circuit alone.
+        ctx.charged.add(dep.name)
         dep.breaker.failure()
     return failure
 
@@ -152,7 +155,6 @@ async def _check(ctx: RequestContext, dep: Deployment,
         data["model"] = ctx.model
         response.body = orjson.dumps(data)
         return None
-    detail = upstream_message(response.body)
     if status == 429:
         return RETRY, RateLimited(f"The deployment '{dep.name}' is rate limited.",
                                   retry_after=response.retry_after)
@@ -163,9 +165,11 @@ async def _check(ctx: RequestContext, dep: Deployment,
         # Our credentials or model mapping are wrong: the client can do nothing about it.
         return NEXT, UpstreamError(f"The deployment '{dep.name}' is misconfigured (HTTP "
                                    f"{status} from upstream).")
-    client_status = 413 if status == 413 else 400
-    return REJECT, UpstreamRejected(detail or f"The upstream rejected the request (HTTP {status}).",
-                                    status=client_status)
+    # The client's own mistake, as the engine explains it (e.g. context_length_exceeded).
+    message, code, param = upstream_error(response.body)
+    return REJECT, UpstreamRejected(message or f"The upstream rejected the request (HTTP {status}).",
+                                    status=413 if status == 413 else 400,
+                                    code=code or UpstreamRejected.code, param=param)
 
 
 async def _first_event(ctx: RequestContext, dep: Deployment,

@@ -14,6 +14,21 @@ _UNSAFE = re.compile(
     r"Traceback|File \"|\bline \d+\b|(?:^|[\s'\"(=])(?:/[\w.@+-]+){2,}|[A-Za-z]:\\\\|"
     r"\b(?:Exception|Error) at 0x|<[a-z_.]+ object at 0x", re.IGNORECASE)
 _MAX = 400
+_SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\[\]-]{1,64}$")
+
+
+def upstream_error(body: bytes | None) -> tuple[str | None, str | None, str | None]:
+    """(message, code, param) of an upstream's error, each None unless safe to show."""
+    message = upstream_message(body)
+    if message is None:
+        return None, None, None
+    error = orjson.loads(body or b"{}")
+    error = error.get("error", error) if isinstance(error, dict) else {}
+    if not isinstance(error, dict):
+        return message, None, None
+    code, param = error.get("code"), error.get("param")
+    return (message, code if isinstance(code, str) and _SAFE_CODE.match(code) else None,
+            param if isinstance(param, str) and _SAFE_CODE.match(param) else None)
 
 
 def upstream_message(body: bytes | None) -> str | None:

@@ -42,7 +42,14 @@ class OpenAICompatible:
         assert self._session is not None
         url = f"{self.base_url}/{request.endpoint}"
         try:
-            resp = await self._session.post(url, data=request.body())
+            try:
+                resp = await self._session.post(url, data=request.body())
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    raise  # no connection could be made at all: nothing stale to replace
+                # Most often a pooled keep-alive connection that the upstream had just closed
+                # (uvicorn does so after a failed stream): nothing was answered, send once more.
+                resp = await self._session.post(url, data=request.body())
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"{self.name}: no connection within the connect timeout") from exc
         except aiohttp.ClientError as exc:

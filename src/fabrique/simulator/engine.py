@@ -25,6 +25,10 @@ _WORDS = (
 )
 
 
+# The longest prompt plus completion the simulated model takes, in tokens.
+CONTEXT_WINDOW = 32768
+
+
 class SimDisconnect(Exception):
     """The simulated engine drops the connection in the middle of a stream."""
 
@@ -110,6 +114,12 @@ class SimEngine:
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             return _error(400, "'max_tokens' must be a positive integer.", "invalid_value",
                           "max_tokens")
+        if prompt_tokens + (max_tokens or 0) > CONTEXT_WINDOW:
+            # As a real engine does; without it a huge max_tokens would build a huge answer.
+            return _error(400, f"This model's maximum context length is {CONTEXT_WINDOW} tokens; "
+                          f"you requested {prompt_tokens + (max_tokens or 0)} ({prompt_tokens} in "
+                          f"the prompt, {max_tokens or 0} for the completion).",
+                          "context_length_exceeded", "max_tokens")
         plan = _Plan(self, endpoint, body, model, prompt, prompt_tokens, max_tokens,
                      faults, bool(stall))
         if body.get("stream") is True:

@@ -30,7 +30,7 @@ def _require_key(api_key: str):  # type: ignore[no-untyped-def]
 
     @web.middleware
     async def check(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        sent = request.headers.get("Authorization", "").encode()
+        sent = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if request.path.startswith("/v1/") and not hmac.compare_digest(sent, expected):
             return _json(401, {"error": {"message": "Invalid API key.", "type": "authentication_error",
                                          "param": None, "code": "invalid_api_key"}})
