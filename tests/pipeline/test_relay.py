@@ -20,6 +20,7 @@ class ScriptedUpstream:
         self.bodies: list[dict] = []
         self.release = asyncio.Event()
         self.mode = "gated"  # "gated", "no_done", "error_event", "json"
+        self.peers: set[tuple] = set()  # one per upstream connection the gateway opened
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -33,6 +34,7 @@ class ScriptedUpstream:
             "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]}) + b"\n\n"
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.peers.add(request.transport.get_extra_info("peername"))
         body = await request.json()
         self.bodies.append(body)
         if not body.get("stream"):
@@ -55,6 +57,7 @@ class ScriptedUpstream:
         await resp.write(tail[17:])
         if self.mode != "no_done":
             await resp.write(b"data: [DONE]\r\n\r\n")
+        await asyncio.sleep(0.05)  # the body's end comes a moment after [DONE]
         return resp
 
 
@@ -214,3 +217,12 @@ async def test_client_leaving_mid_stream_frees_the_deployment(gateway_factory):
     assert dep.inflight == 0
     assert dep.breaker.failures == 0
     assert dep.provider.engine.active == 0  # the upstream generation was stopped too
+
+
+async def test_upstream_connections_are_reused_after_streams(scripted):
+    upstream, client, auth = scripted
+    upstream.release.set()
+    for _ in range(5):
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth)
+        assert (await resp.read()).endswith(b"data: [DONE]\n\n")
+    assert len(upstream.peers) == 1

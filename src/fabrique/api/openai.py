@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -75,9 +74,13 @@ def completion_handler(endpoint: str) -> Handler:
             except (ConnectionError, RuntimeError) as exc:
                 raise ClientGone from exc
 
-        await relay_stream(ctx, start, write)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await response.write_eof()
+        async def end() -> None:
+            try:
+                await response.write_eof()
+            except (ConnectionError, RuntimeError) as exc:
+                raise ClientGone from exc
+
+        await relay_stream(ctx, start, write, end)
         return response
 
     return handle

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 
@@ -24,6 +24,7 @@ log = logging.getLogger("fabrique.relay")
 
 Write = Callable[[bytes], Awaitable[None]]
 DONE = b"data: [DONE]\n\n"
+_DRAIN_S = 1.0
 
 
 class ClientGone(Exception):
@@ -31,8 +32,9 @@ class ClientGone(Exception):
 
 
 async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]],
-                       write: Write) -> None:
-    """Send the headers (``start``), every upstream event, then ``[DONE]`` or an error event."""
+                       write: Write, end: Callable[[], Awaitable[None]]) -> None:
+    """Send the headers (``start``), every upstream event, ``[DONE]`` or an error event, and
+    close the client's response (``end``)."""
     upstream, dep = ctx.upstream, ctx.deployment
     assert upstream is not None and upstream.events is not None and dep is not None
     loop = asyncio.get_running_loop()
@@ -40,21 +42,22 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     idle = dep.timeouts.idle_s
     events = upstream.events
     event: SSEEvent | None = ctx.first_event
-    ok = False
+    ok = done = False
     try:
         await start()
         async with asyncio.timeout(None) as timer:
             while event is not None:
                 if event.data == b"[DONE]":
                     await write(DONE)
-                    ok = True
-                    return
+                    ok = done = True
+                    break
                 out = _rewrite(ctx, event)
                 if out is not None:
                     await write(b"data: " + out + b"\n\n")
                 timer.reschedule(min(deadline, loop.time() + idle))
                 event = await anext(events, None)
-        raise UpstreamError(f"The deployment '{dep.name}' ended the stream before [DONE].")
+        if not done:
+            raise UpstreamError(f"The deployment '{dep.name}' ended the stream before [DONE].")
     except TimeoutError:
         error: FabriqueError = UpstreamTimeout(
             f"The deployment '{dep.name}' stalled in the middle of the stream.")
@@ -74,7 +77,20 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
         dep.inflight -= 1
         if not ok:
             dep.breaker.failure()
+        with contextlib.suppress(ClientGone):
+            await end()
+        if done:
+            await _drain(events)
         await upstream.close()
+
+
+async def _drain(events: AsyncIterator[SSEEvent]) -> None:
+    """Read the upstream body to its end (it follows [DONE] at once), so that the
+    connection goes back to the pool instead of being closed."""
+    with contextlib.suppress(TimeoutError, UpstreamError):
+        async with asyncio.timeout(_DRAIN_S):
+            async for _ in events:
+                pass
 
 
 async def _write_error(write: Write, error: FabriqueError) -> None:
