@@ -155,6 +155,9 @@ class ServerConfig(_Model):
     admin_token: SecretStr | None = Field(
         None, description="Admin API token; default: $FABRIQUE_ADMIN_TOKEN, else generated "
         "on first start into <data_dir>/admin_token (mode 0600).")
+    access_log: bool = Field(
+        True, description="Log one line per request (request id, tenant, key id, model, "
+        "deployment, status, attempts, duration); never prompts, answers or secrets.")
     key_cache_ttl_s: float = Field(
         5.0, ge=0, description="Seconds a key lookup is cached; bounds how long another "
         "process's revocation takes to apply here (this process applies its own at once).")

@@ -18,6 +18,7 @@ from fabrique.pipeline.context import RequestContext
 from fabrique.pipeline.relay import ClientGone, relay_stream
 
 log = logging.getLogger("fabrique.api")
+access = logging.getLogger("fabrique.access")
 GATEWAY = web.AppKey("gateway", Gateway)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_DEPTH = 255  # orjson.dumps fails at this depth
@@ -42,9 +43,11 @@ def completion_handler(endpoint: str) -> Handler:
         except FabriqueError as error:
             if ctx is not None and ctx.attempts:
                 headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
+            access_log(gateway, request_id, endpoint, ctx, received, error.status, error.code)
             return error_response(error, headers)
         except Exception:
             log.exception("internal error in request %s", request_id)
+            access_log(gateway, request_id, endpoint, ctx, received, 500, "internal_error")
             return error_response(FabriqueError("The gateway failed to process the request; "
                                                 f"quote {request_id} to its operators."),
                                   headers)
@@ -55,35 +58,60 @@ def completion_handler(endpoint: str) -> Handler:
         headers["Server-Timing"] = (f"fabrique;dur={overhead_ms:.2f}, "
                                     f"upstream;dur={ctx.upstream_s * 1000:.2f}")
         if not ctx.stream:
+            access_log(gateway, request_id, endpoint, ctx, received, 200, None)
             return web.Response(body=ctx.upstream.body, content_type="application/json",
                                 headers=headers)
-        headers["Content-Type"] = "text/event-stream"
-        headers["Cache-Control"] = "no-cache"
-        headers["X-Accel-Buffering"] = "no"
-        response = web.StreamResponse(headers=headers)
-
-        async def start() -> None:
-            try:
-                await response.prepare(request)
-            except (ConnectionError, RuntimeError) as exc:
-                raise ClientGone from exc
-
-        async def write(data: bytes) -> None:
-            try:
-                await response.write(data)
-            except (ConnectionError, RuntimeError) as exc:
-                raise ClientGone from exc
-
-        async def end() -> None:
-            try:
-                await response.write_eof()
-            except (ConnectionError, RuntimeError) as exc:
-                raise ClientGone from exc
-
-        await relay_stream(ctx, start, write, end)
+        response = web.StreamResponse(headers={**headers, **_SSE_HEADERS})
+        outcome = await relay_stream(ctx, *_stream_writers(request, response))
+        access_log(gateway, request_id, endpoint, ctx, received, 200, outcome)
         return response
 
     return handle
+
+
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no"}
+
+
+def _stream_writers(request: web.Request, response: web.StreamResponse) -> tuple[
+        Callable[[], Awaitable[None]], Callable[[bytes], Awaitable[None]],
+        Callable[[], Awaitable[None]]]:
+    """start, write and end of a client's SSE response; a vanished client raises ClientGone."""
+    async def start() -> None:
+        try:
+            await response.prepare(request)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone from exc
+
+    async def write(data: bytes) -> None:
+        try:
+            await response.write(data)
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone from exc
+
+    async def end() -> None:
+        try:
+            await response.write_eof()
+        except (ConnectionError, RuntimeError) as exc:
+            raise ClientGone from exc
+
+    return start, write, end
+
+
+def access_log(gateway: Gateway, request_id: str, endpoint: str, ctx: RequestContext | None,
+               received: float, status: int, outcome: str | None) -> None:
+    """One line per request: who, what, where, how it ended; never a prompt or a secret."""
+    if not gateway.config.server.access_log:
+        return
+    ms = (time.perf_counter() - received) * 1000
+    if ctx is None:
+        access.info("%s %s status=%d code=%s ms=%.1f", request_id, endpoint, status, outcome, ms)
+        return
+    dep = ctx.deployment.name if ctx.deployment else "-"
+    access.info("%s %s tenant=%s key=%s model=%s deployment=%s stream=%s attempts=%d status=%d "
+                "outcome=%s ms=%.1f", request_id, endpoint, ctx.principal.tenant,
+                ctx.principal.key_id, ctx.model or "-", dep, "yes" if ctx.stream else "no",
+                ctx.upstream_calls(), status, outcome or "ok", ms)
 
 
 async def read_json(request: web.Request, limit: int) -> dict[str, object]:

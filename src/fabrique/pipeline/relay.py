@@ -32,9 +32,10 @@ class ClientGone(Exception):
 
 
 async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]],
-                       write: Write, end: Callable[[], Awaitable[None]]) -> None:
+                       write: Write, end: Callable[[], Awaitable[None]]) -> str:
     """Send the headers (``start``), every upstream event, ``[DONE]`` or an error event, and
-    close the client's response (``end``)."""
+    close the client's response (``end``). Returns how it ended: "done", "client_gone" or
+    the error code sent to the client."""
     upstream, dep = ctx.upstream, ctx.deployment
     assert upstream is not None and upstream.events is not None and dep is not None
     loop = asyncio.get_running_loop()
@@ -43,6 +44,7 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     events = upstream.events
     event: SSEEvent | None = ctx.first_event
     ok = done = False
+    outcome = "done"
     try:
         await start()
         async with asyncio.timeout(None) as timer:
@@ -61,17 +63,18 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     except TimeoutError:
         error: FabriqueError = UpstreamTimeout(
             f"The deployment '{dep.name}' stalled in the middle of the stream.")
-        await _write_error(write, error)
+        outcome = await _write_error(write, error)
     except UpstreamError as exc:
-        await _write_error(write, exc)
+        outcome = await _write_error(write, exc)
     except ClientGone:
         ok = True  # the client left; the deployment did nothing wrong
+        outcome = "client_gone"
     except asyncio.CancelledError:
         ok = True  # shutting down; the deployment did nothing wrong
         raise
     except Exception:
         log.exception("relay of request %s failed", ctx.request_id)
-        await _write_error(write, FabriqueError(
+        outcome = await _write_error(write, FabriqueError(
             f"The gateway failed while relaying the stream; quote {ctx.request_id}."))
     finally:
         dep.inflight -= 1
@@ -82,6 +85,7 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
         if done:
             await _drain(events)
         await upstream.close()
+    return outcome
 
 
 async def _drain(events: AsyncIterator[SSEEvent]) -> None:
@@ -93,9 +97,10 @@ async def _drain(events: AsyncIterator[SSEEvent]) -> None:
                 pass
 
 
-async def _write_error(write: Write, error: FabriqueError) -> None:
+async def _write_error(write: Write, error: FabriqueError) -> str:
     with contextlib.suppress(ClientGone):
         await write(b"data: " + orjson.dumps(error.to_dict()) + b"\n\n")
+    return str(error.code)
 
 
 def _rewrite(ctx: RequestContext, event: SSEEvent) -> bytes | None:
