@@ -41,9 +41,20 @@ def test_wrong_type_says_what_was_expected(tmp_path):
     assert f"{path}:2: routing.retries:" in message and "integer" in message
 
 
-def test_unknown_provider_reference(tmp_path):
-    path = write(tmp_path, "models:\n  - name: m\n    deployments: [{provider: ghost}]\n")
-    assert "uses provider 'ghost', which is not declared" in error_of(path)
+def test_unknown_references_name_their_line(tmp_path):
+    path = write(tmp_path, "providers:\n  - name: a\n    type: simulated\nmodels:\n  - name: m\n"
+                           "    deployments:\n      - provider: ghost\n    fallbacks: [e]\n"
+                           "  - name: e\n    kind: embedding\n    deployments: [{provider: a}]\n")
+    assert error_of(path).splitlines() == [
+        f"{path}:7: models[0].deployments[0].provider: model 'm' uses provider 'ghost', which "
+        "is not declared (declared: a)",
+        f"{path}:8: models[0].fallbacks[0]: model 'm' (chat) cannot fall back to 'e', an "
+        "embedding model"]
+
+
+def test_a_wrong_provider_type_points_at_the_type_line(tmp_path):
+    path = write(tmp_path, "providers:\n  - name: a\n    type: openai-compatible\n")
+    assert error_of(path).startswith(f"{path}:3: providers[0].type: Input tag 'openai-compatible'")
 
 
 def test_missing_env_var_names_the_line(tmp_path, monkeypatch):

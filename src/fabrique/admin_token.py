@@ -45,7 +45,7 @@ class AdminToken:
 
 def read_or_create(path: Path) -> str:
     """The token in ``path``; a new one (mode 0600) if the file does not exist."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

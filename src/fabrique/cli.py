@@ -16,12 +16,33 @@ import typer
 
 from fabrique.errors import ConfigError, FabriqueError
 
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
-                  help="Fabrique: an OpenAI-compatible gateway for sovereign AI factories.")
-keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
-config_app = typer.Typer(no_args_is_help=True, help="Check a config file; print the reference.")
+                  context_settings=_CONTEXT,
+                  help="Fabrique: an OpenAI-compatible gateway for sovereign AI factories.\n\n"
+                  "Example: `fabrique serve`, then `fabrique keys create --tenant acme`.")
+keys_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
+                       help="Create, list and revoke API keys.\n\n"
+                       "Example: `fabrique keys create --tenant acme`")
+config_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
+                         help="Check a config file; print the reference of every setting.\n\n"
+                         "Example: `fabrique config check examples/fabrique.yaml`")
 app.add_typer(keys_app, name="keys")
 app.add_typer(config_app, name="config")
+
+def _version(value: bool) -> None:
+    if value:
+        from fabrique import __version__
+        typer.echo(f"fabrique {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+          ) -> None:
+    """Fabrique: an OpenAI-compatible gateway for sovereign AI factories."""
+
 
 ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", "-c", envvar="FABRIQUE_CONFIG", show_default=False,
@@ -105,7 +126,10 @@ def simulate(
         typer.echo(f"fabrique simulate: --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}",
                    err=True)
         raise typer.Exit(2) from None
-    serve_simulator(profile, faults, model or None, host, port, api_key)
+    try:
+        serve_simulator(profile, faults, model or None, host, port, api_key)
+    except FabriqueError as error:
+        raise _fail(error) from None
 
 
 @keys_app.command("create")

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -155,6 +156,9 @@ class ServerConfig(_Model):
     admin_token: SecretStr | None = Field(
         None, description="Admin API token; default: $FABRIQUE_ADMIN_TOKEN, else generated "
         "on first start into <data_dir>/admin_token (mode 0600).")
+    shutdown_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM/Ctrl-C, seconds open requests get to finish; "
+        "streams still open then end with an error event.")
     access_log: bool = Field(
         True, description="Log one line per request (request id, tenant, key id, model, "
         "deployment, status, attempts, duration); never prompts, answers or secrets.")
@@ -180,22 +184,12 @@ class Config(_Model):
     models: list[ModelConfig] = Field(default_factory=list, description="Public models.")
 
     @model_validator(mode="after")
-    def _check_references(self) -> Config:
-        names = [p.name for p in self.providers]
-        for dup in {n for n in names if names.count(n) > 1}:
-            raise ValueError(f"provider name {dup!r} is declared twice")
-        model_names = [m.name for m in self.models]
-        for dup in {n for n in model_names if model_names.count(n) > 1}:
-            raise ValueError(f"model name {dup!r} is declared twice")
-        for model in self.models:
-            for dep in model.deployments:
-                if dep.provider not in names:
-                    raise ValueError(
-                        f"model {model.name!r} uses provider {dep.provider!r}, which is not "
-                        f"declared (declared: {', '.join(names) or 'none'})")
-            for fb in model.fallbacks:
-                if fb not in model_names:
-                    raise ValueError(f"model {model.name!r} falls back to unknown model {fb!r}")
+    def _check_references(self, info: ValidationInfo) -> Config:
+        problems = reference_problems(self)
+        if problems and isinstance(info.context, dict) and "problems" in info.context:
+            info.context["problems"].extend(problems)  # load_config reports them with lines
+        elif problems:
+            raise ValueError(problems[0][1])
         return self
 
     def resolved_data_dir(self) -> Path:
@@ -208,6 +202,34 @@ class Config(_Model):
 
     def database_url(self) -> str:
         return self.database.url or f"sqlite+aiosqlite:///{self.resolved_data_dir() / 'fabrique.db'}"
+
+
+def reference_problems(config: Config) -> list[tuple[list[str | int], str]]:
+    """Names that do not resolve: (path to the field, message) for each."""
+    problems: list[tuple[list[str | int], str]] = []
+    names = [p.name for p in config.providers]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.append((["providers", i, "name"], f"provider name {name!r} is declared twice"))
+    models = {m.name: m for m in config.models}
+    for i, model in enumerate(config.models):
+        if model.name in [m.name for m in config.models[:i]]:
+            problems.append((["models", i, "name"], f"model name {model.name!r} is declared twice"))
+        for j, dep in enumerate(model.deployments):
+            if dep.provider not in names:
+                problems.append((["models", i, "deployments", j, "provider"],
+                                 f"model {model.name!r} uses provider {dep.provider!r}, which is "
+                                 f"not declared (declared: {', '.join(names) or 'none'})"))
+        for j, fallback in enumerate(model.fallbacks):
+            target = models.get(fallback)
+            if target is None:
+                problems.append((["models", i, "fallbacks", j],
+                                 f"model {model.name!r} falls back to unknown model {fallback!r}"))
+            elif target.kind != model.kind:
+                problems.append((["models", i, "fallbacks", j],
+                                 f"model {model.name!r} ({model.kind}) cannot fall back to "
+                                 f"{fallback!r}, an {target.kind} model"))
+    return problems
 
 
 def default_config() -> Config:
@@ -277,21 +299,30 @@ def load_config(path: str | Path | None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings")
     data = interpolate_env(data, text, str(path))
+    problems: list[tuple[list[str | int], str]] = []
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data, context={"problems": problems})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, root)) from exc
+    if problems:
+        raise ConfigError("\n".join(f"{path}:{_line_of(root, loc) or '?'}: {_dotted(loc)}: {message}"
+                                     for loc, message in problems))
+    return config
 
 
 def _describe(exc: ValidationError, path: Path, root: yaml.Node | None) -> str:
     lines = []
     for err in exc.errors(include_url=False):
         loc = [p for p in err["loc"] if p not in ("openai_compatible", "simulated")]
+        if err["type"] == "union_tag_invalid":
+            loc.append("type")
         field = _dotted(loc) or "(top level)"
         line = _line_of(root, loc)
         where = f"{path}:{line}" if line else str(path)
         message = err["msg"].removeprefix("Value error, ")
-        got = "" if err["type"] in ("missing", "value_error") else f" (got {err.get('input')!r})"
+        shown = repr(err.get("input"))
+        quiet = ("missing", "value_error", "extra_forbidden", "union_tag_invalid")
+        got = "" if err["type"] in quiet else f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
         lines.append(f"{where}: {field}: {message}{got}")
     return "\n".join(lines)
 

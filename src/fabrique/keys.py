@@ -163,7 +163,8 @@ class KeyStore:
         return [_info(r) for r in rows]
 
     async def revoke(self, key_id: str) -> KeyInfo:
-        key_id = key_id.removeprefix(PREFIX).partition("_")[0]
+        if key_id.startswith(PREFIX):  # the whole key was given: keep its id part
+            key_id = key_id[len(PREFIX):].partition("_")[0]
         async with self._begin() as conn:
             await conn.execute(
                 api_keys.update().where(api_keys.c.key_id == key_id,

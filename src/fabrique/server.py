@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 from aiohttp import web
 
 from fabrique.config import Config, SimFaults, SimProfile
+from fabrique.errors import FabriqueError
+
+_LISTENING = web.AppKey("listening", bool)
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -41,9 +45,33 @@ def serve(config: Config, *, host: str | None, port: int | None,
         f"  get a key:   fabrique keys create --tenant NAME"
         + (f" --config {config_path}" if config_path else "")
         + "\n  try it:      curl http://127.0.0.1:{port}/v1/models "
-        "-H \"Authorization: Bearer $KEY\"".replace("{port}", str(port)))
-    web.run_app(app, host=host, port=port, loop=_loop(), access_log=None,
-                print=lambda _msg: print(banner, file=sys.stderr, flush=True))
+        "-H \"Authorization: Bearer $OPENAI_API_KEY\"".replace("{port}", str(port)))
+    grace = config.server.shutdown_timeout_s
+
+    async def announce_shutdown(_app: web.Application) -> None:
+        if not _app.get(_LISTENING):
+            return
+        print(f"Fabrique: stopping; open requests have {grace:g} s to finish (server."
+              "shutdown_timeout_s), then open streams end with an error event.",
+              file=sys.stderr, flush=True)
+
+    app.on_shutdown.append(announce_shutdown)
+    _run(app, host, port, grace, banner)
+
+
+def _run(app: web.Application, host: str, port: int, grace: float, banner: str) -> None:
+    def listening(_msg: str) -> None:  # aiohttp calls this once the sockets are bound
+        app[_LISTENING] = True
+        print(banner, file=sys.stderr, flush=True)
+
+    try:
+        web.run_app(app, host=host, port=port, loop=_loop(), access_log=None,
+                    shutdown_timeout=grace, print=listening)
+    except OSError as exc:
+        hint = ("choose another port with --port N (or make run PORT=N)"
+                if exc.errno == errno.EADDRINUSE else "check --host and --port")
+        raise FabriqueError(f"cannot listen on {host}:{port}: "
+                            f"{exc.strerror or exc}; {hint}") from exc
 
 
 def serve_simulator(profile: SimProfile, faults: SimFaults, models: list[str] | None,
@@ -52,7 +80,5 @@ def serve_simulator(profile: SimProfile, faults: SimFaults, models: list[str] | 
     from fabrique.simulator.server import build_app
 
     app = build_app(SimEngine(profile, faults, models), api_key)
-    web.run_app(app, host=host, port=port, loop=_loop(), access_log=None,
-                print=lambda _msg: print(f"Fabrique simulated engine on http://{host}:{port}/v1 "
-                                         f"(models: {', '.join(models or ['any name'])})",
-                                         file=sys.stderr, flush=True))
+    _run(app, host, port, 5.0, f"Fabrique simulated engine on http://{host}:{port}/v1 "
+                               f"(models: {', '.join(models or ['any name'])})")

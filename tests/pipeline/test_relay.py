@@ -226,3 +226,42 @@ async def test_upstream_connections_are_reused_after_streams(scripted):
         resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth)
         assert (await resp.read()).endswith(b"data: [DONE]\n\n")
     assert len(upstream.peers) == 1
+
+
+async def test_a_stream_cut_by_shutdown_ends_with_an_error_event(gateway_factory):
+    import time
+
+    from fabrique import pipeline
+    from fabrique.pipeline.context import RequestContext
+    from fabrique.pipeline.relay import relay_stream
+
+    _, gw = await gateway_factory(
+        providers=[{"name": "sim", "type": "simulated", "profile": {"decode_ms_per_token": 20}}],
+        models=[{"name": "chat", "deployments": [{"provider": "sim"}]}])
+    _, key = await gw.keys.create_key("acme")
+    principal = await gw.keys.authenticate(f"Bearer {key}")
+    ctx = RequestContext(gw, "req_test", "chat/completions",
+                         {**CHAT, "stream": True, "max_tokens": 1000}, principal, time.perf_counter())
+    await pipeline.run(ctx)
+    written: list[bytes] = []
+    first = asyncio.Event()
+
+    async def start() -> None:
+        pass
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+        first.set()
+
+    async def end() -> None:
+        written.append(b"<eof>")
+
+    task = asyncio.create_task(relay_stream(ctx, start, write, end))
+    await first.wait()
+    task.cancel()  # what aiohttp does to handlers still running when shutdown_timeout expires
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert written[-1] == b"<eof>"
+    assert orjson.loads(written[-2][6:])["error"]["code"] == "gateway_shutdown"
+    assert b"data: [DONE]\n\n" not in written
+    assert ctx.deployment.inflight == 0

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 
-from fabrique.errors import FabriqueError, UpstreamError, UpstreamTimeout
+from fabrique.errors import FabriqueError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from fabrique.pipeline.context import RequestContext
 from fabrique.providers.base import SSEEvent
 from fabrique.providers.errors import upstream_message
@@ -71,6 +71,9 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
         outcome = "client_gone"
     except asyncio.CancelledError:
         ok = True  # shutting down; the deployment did nothing wrong
+        outcome = await _write_error(write, UpstreamUnavailable(
+            "The gateway is shutting down and cut this stream; retry the request.",
+            code="gateway_shutdown"))
         raise
     except Exception:
         log.exception("relay of request %s failed", ctx.request_id)

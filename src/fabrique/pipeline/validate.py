@@ -42,10 +42,12 @@ async def validate(ctx: RequestContext) -> None:
     if group is None:
         raise ModelNotFound(f"The model '{model}' does not exist or you do not have access "
                             "to it. GET /v1/models lists the models served here.", param="model")
-    if group.kind != _KIND[ctx.endpoint]:
-        raise InvalidField(f"The model '{model}' is a {group.kind} model and does not serve "
-                           f"/v1/{ctx.endpoint}.", param="model", code="model_not_supported")
     ctx.model = model
+    if group.kind != _KIND[ctx.endpoint]:
+        raise InvalidField(f"The model '{model}' is an {group.kind} model and does not serve "
+                           f"/v1/{ctx.endpoint}." if group.kind == "embedding" else
+                           f"The model '{model}' is a {group.kind} model and does not serve "
+                           f"/v1/{ctx.endpoint}.", param="model", code="model_not_supported")
     ctx.group = group
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 import random
 import struct
 import time
@@ -203,7 +204,7 @@ class _Plan:
         self.rng = random.Random(hashlib.sha256(f"{seed}|{model}|{prompt}".encode()).digest())
         self.created = int(time.time())
         kind = "chatcmpl" if endpoint == "chat/completions" else "cmpl"
-        self.id = f"{kind}-sim{self.rng.getrandbits(64):016x}"
+        self.id = f"{kind}-sim{os.urandom(8).hex()}"  # unique, like a real engine's ids
         self.tool = self._tool_to_call()
         self.ttft = (profile.base_ttft_ms / 1000 + prompt_tokens / profile.prefill_tokens_per_s)
 

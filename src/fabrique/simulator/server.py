@@ -22,6 +22,7 @@ def build_app(engine: SimEngine, api_key: str | None = None) -> web.Application:
         app.router.add_post(f"/v1/{endpoint}", _handler(endpoint))
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
+    app.router.add_get("/healthz", _health)
     return app
 
 

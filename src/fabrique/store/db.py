@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -26,7 +27,9 @@ class Database:
         if url.startswith("sqlite"):
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                # Keys' hashes and tenants live here: readable by this user only.
+                Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.engine: AsyncEngine = create_async_engine(url)
         else:
             self.engine = create_async_engine(url, pool_size=5, max_overflow=10,
