@@ -7,6 +7,7 @@ the id up (cached for ``key_cache_ttl_s``) and compares hashes in constant time.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -103,6 +104,7 @@ class KeyStore:
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[str, _Cached] = {}
         self._unknown: dict[str, float] = {}
+        self._pending: dict[str, asyncio.Future[_Cached | None]] = {}
 
     # -- administration -------------------------------------------------------------
 
@@ -192,7 +194,7 @@ class KeyStore:
         now = time.monotonic()
         entry = self._cache.get(key_id)
         if entry is None or now - entry.fetched > self.cache_ttl_s:
-            entry = await self._fetch(key_id, now)
+            entry = await self._fetch_once(key_id, now)
         # Hash whatever was sent and compare in constant time, known id or not.
         sent = hashlib.sha256(key.encode()).digest()
         expected = entry.secret_hash if entry is not None else b"\0" * 32
@@ -203,6 +205,15 @@ class KeyStore:
         if entry.expires_at is not None and entry.expires_at <= time.time():
             raise AuthenticationError("This API key has expired.", code="expired_api_key")
         return entry.principal
+
+    async def _fetch_once(self, key_id: str, now: float) -> _Cached | None:
+        """One lookup per key at a time: when the cache expires under load, the requests
+        in flight share one query instead of stampeding the database."""
+        pending = self._pending.get(key_id)
+        if pending is None:
+            pending = self._pending[key_id] = asyncio.ensure_future(self._fetch(key_id, now))
+            pending.add_done_callback(lambda _: self._pending.pop(key_id, None))
+        return await asyncio.shield(pending)
 
     async def _fetch(self, key_id: str, now: float) -> _Cached | None:
         seen_missing = self._unknown.get(key_id)

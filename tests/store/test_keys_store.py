@@ -142,3 +142,18 @@ async def test_two_replicas_share_keys_through_postgresql():
         await a.close()
         await b.close()
         await _drop_all(PG_URL)
+
+
+async def test_an_expired_cache_entry_is_refreshed_once_for_all_waiting_requests(db):
+    store = KeyStore(db, cache_ttl_s=0)
+    _, key = await store.create_key("acme")
+    fetch, calls = store._fetch, []
+
+    async def counting(key_id, now):
+        calls.append(key_id)
+        return await fetch(key_id, now)
+
+    store._fetch = counting
+    principals = await asyncio.gather(*(store.authenticate(f"Bearer {key}") for _ in range(50)))
+    assert {p.tenant for p in principals} == {"acme"}
+    assert len(calls) == 1

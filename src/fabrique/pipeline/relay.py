@@ -45,6 +45,10 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     event: SSEEvent | None = ctx.first_event
     ok = done = False
     outcome = "done"
+    # Re-arm the idle timer at most every `slack` seconds rather than per chunk (each re-arm
+    # cancels a timer and makes one): a stall is still caught within idle_s + slack.
+    slack = min(1.0, idle / 10)
+    armed = -slack
     try:
         await start()
         async with asyncio.timeout(None) as timer:
@@ -56,7 +60,10 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
                 out = _rewrite(ctx, event)
                 if out is not None:
                     await write(b"data: " + out + b"\n\n")
-                timer.reschedule(min(deadline, loop.time() + idle))
+                now = loop.time()
+                if now - armed >= slack:
+                    timer.reschedule(min(deadline, now + idle + slack))
+                    armed = now
                 event = await anext(events, None)
         if not done:
             raise UpstreamError(f"The deployment '{dep.name}' ended the stream before [DONE].")
