@@ -181,6 +181,10 @@ def keys_list(
         for k in keys:
             typer.echo(orjson.dumps(k.as_dict()).decode())
         return
+    if not keys:
+        typer.echo("No keys" + (f" for tenant {tenant!r}" if tenant else "")
+                   + ". Create one: fabrique keys create --tenant NAME", err=True)
+        return
     from rich.console import Console
     from rich.table import Table
     table = Table("key id", "tenant", "name", "status", "created", "expires")
@@ -238,7 +242,10 @@ def config_check(path: Annotated[Path, typer.Argument(help="The YAML file.")]) -
     except FabriqueError as error:
         raise _fail(error) from None
     typer.echo(f"{path}: ok — {len(cfg.providers)} providers, {len(cfg.models)} models: "
-               + ", ".join(m.name for m in cfg.models))
+               + (", ".join(m.name for m in cfg.models) or "none"))
+    if not cfg.models:
+        typer.echo(f"{path}: warning: no models are declared, so the gateway would serve none "
+                   "(see examples/fabrique.yaml)", err=True)
 
 
 @config_app.command("reference")
