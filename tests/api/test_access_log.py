@@ -28,7 +28,7 @@ async def test_access_log_lines(client, api_key, auth, caplog):
 
 async def test_access_log_can_be_turned_off(gateway_factory, caplog):
     caplog.set_level(logging.INFO, logger="fabrique.access")
-    client, gw = await gateway_factory(server={"admin_token": "t", "access_log": False})
+    client, gw = await gateway_factory(server={"admin_token": "test-admin-token", "access_log": False})
     _, key = await gw.keys.create_key("acme")
     await client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                       json={"model": "chat", "messages": [{"role": "user", "content": "x"}]})

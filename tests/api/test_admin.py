@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import stat
 
+import pytest
+
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -74,10 +76,10 @@ async def test_generated_admin_token_file_is_private(gateway_factory, tmp_path):
 async def test_admin_token_from_environment(gateway_factory, tmp_path, monkeypatch):
     from tests.conftest import make_config
 
-    monkeypatch.setenv("FABRIQUE_ADMIN_TOKEN", "from-env")
+    monkeypatch.setenv("FABRIQUE_ADMIN_TOKEN", "from-env-0123456789")
     client, _ = await gateway_factory(make_config(tmp_path, server={}))
     assert (await client.get("/admin/tenants",
-                             headers={"Authorization": "Bearer from-env"})).status == 200
+                             headers={"Authorization": "Bearer from-env-0123456789"})).status == 200
     assert not (tmp_path / "data" / "admin_token").exists()
 
 
@@ -86,3 +88,36 @@ async def test_health_and_readiness(client):
     ready = await client.get("/readyz")
     assert ready.status == 200
     assert (await ready.json())["database"] == "ok"
+
+
+@pytest.mark.parametrize("token", ["   ", "short"])
+async def test_an_empty_or_short_admin_token_is_refused_at_start(gateway_factory, tmp_path, token):
+    from fabrique.errors import ConfigError
+    from tests.conftest import make_config
+
+    with pytest.raises(ConfigError, match="admin token"):
+        await gateway_factory(make_config(tmp_path, server={"admin_token": token}))
+
+
+async def test_an_empty_env_token_falls_back_to_the_file(gateway_factory, tmp_path, monkeypatch):
+    from tests.conftest import make_config
+
+    monkeypatch.setenv("FABRIQUE_ADMIN_TOKEN", "")
+    client, _ = await gateway_factory(make_config(tmp_path, server={}))
+    token = (tmp_path / "data" / "admin_token").read_text().strip()
+    assert (await client.get("/admin/keys", headers={"Authorization": "Bearer"})).status == 401
+    assert (await client.get("/admin/keys", headers={"Authorization": "Bearer "})).status == 401
+    assert (await client.get("/admin/keys",
+                             headers={"Authorization": f"Bearer {token}"})).status == 200
+
+
+def test_replicas_starting_together_read_one_whole_token(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fabrique.admin_token import read_or_create
+
+    for attempt in range(20):
+        path = tmp_path / f"d{attempt}" / "admin_token"
+        with ThreadPoolExecutor(8) as pool:
+            tokens = set(pool.map(lambda _: read_or_create(path), range(8)))
+        assert len(tokens) == 1 and tokens.pop().startswith("fabadm-")

@@ -88,7 +88,7 @@ async def test_wrong_method_is_405(client, auth):
 
 
 async def test_body_over_limit_is_413(gateway_factory, tmp_path):
-    client, gw = await gateway_factory(server={"admin_token": "t", "max_body_bytes": 2048})
+    client, gw = await gateway_factory(server={"admin_token": "test-admin-token", "max_body_bytes": 2048})
     _, key = await gw.keys.create_key("acme")
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 4096}]}
     resp = await client.post("/v1/chat/completions", json=big,
