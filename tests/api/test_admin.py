@@ -92,8 +92,9 @@ async def test_health_and_readiness(client):
 
 @pytest.mark.parametrize("token", ["   ", "short"])
 async def test_an_empty_or_short_admin_token_is_refused_at_start(gateway_factory, tmp_path, token):
-    from fabrique.errors import ConfigError
     from tests.conftest import make_config
+
+    from fabrique.errors import ConfigError
 
     with pytest.raises(ConfigError, match="admin token"):
         await gateway_factory(make_config(tmp_path, server={"admin_token": token}))

@@ -253,3 +253,42 @@ async def test_upstream_client_error_is_relayed_not_retried(gateway_factory, sim
     assert error["message"] == "'prompt' is required."
     dep = gw.table.get("chat").deployments[0]
     assert dep.breaker.failures == 0
+
+
+def _half_open(dep) -> None:
+    import time
+
+    dep.breaker.failures = dep.breaker.threshold
+    dep.breaker.opened_at = time.monotonic() - dep.breaker.cooldown_s - 1
+
+
+async def test_a_probe_is_not_claimed_when_no_attempt_is_left(gateway_factory):
+    client, gw, auth = await start(
+        gateway_factory, [sim("broken", error_rate=1.0), sim("healthy")],
+        [{"name": "chat", "strategy": "weighted", "deployments": [
+            {"provider": "broken", "weight": 1000}, {"provider": "healthy", "weight": 0.001}]}],
+        retries=0, max_attempts=1)
+    healthy = gw.table.get("chat").deployments[1]
+    _half_open(healthy)
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=auth)).status == 502
+    assert not healthy.breaker.probing  # not claimed, so not leaked
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "chat"}, headers=auth)
+    assert resp.status in (200, 502)
+    assert healthy.breaker.allow()  # a later request can still probe it
+
+
+async def test_a_failed_probe_is_settled_even_under_a_name_seen_before(gateway_factory):
+    # The fallback group's deployment has the same name (same provider, same upstream model)
+    # as the first group's: a failed probe must still reopen its circuit, not stay claimed.
+    client, gw, auth = await start(
+        gateway_factory, [sim("broken", error_rate=1.0)],
+        [{"name": "chat", "deployments": [{"provider": "broken", "model": "x"}],
+          "fallbacks": ["backup"]},
+         {"name": "backup", "deployments": [{"provider": "broken", "model": "x"}]}],
+        retries=0)
+    first, backup = gw.table.get("chat").deployments[0], gw.table.get("backup").deployments[0]
+    assert first.name == backup.name
+    _half_open(backup)
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=auth)).status == 502
+    assert not backup.breaker.probing
+    assert backup.breaker.state == "open"

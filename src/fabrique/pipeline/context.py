@@ -52,7 +52,7 @@ class RequestContext:
     usage_injected: bool = False
     upstream_s: float = 0.0  # time spent waiting for upstreams before the answer began
     attempts: list[Attempt] = field(default_factory=list)
-    charged: set[str] = field(default_factory=set)  # deployments whose breaker this request hit
+    charged: set[Deployment] = field(default_factory=set)  # breakers this request counted on
     decisions: list[Decision] = field(default_factory=list)
 
     def upstream_calls(self) -> int:

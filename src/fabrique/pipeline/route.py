@@ -47,20 +47,23 @@ async def route(ctx: RequestContext) -> None:
     last: FabriqueError | None = None
     for group in groups:
         for dep in group.ordered():
-            if not dep.breaker.allow():
-                ctx.attempts.append(Attempt(dep.name, "skipped:circuit_open", 0.0))
-                continue
             for retry in range(settings.retries + 1):
                 if calls >= settings.max_attempts:
-                    raise _final(last)
+                    break
                 if retry:
                     delay = _backoff(retry, settings.backoff_base_s, settings.backoff_max_s,
                                      last.retry_after if last else None)
                     if delay is None:
                         break  # the upstream asked for a longer wait: go elsewhere now
                     await asyncio.sleep(delay)
+                # Asked before every call: a failure may just have opened the circuit.
+                if not dep.breaker.allow():
+                    if not retry:
+                        ctx.attempts.append(Attempt(dep.name, "skipped:circuit_open", 0.0))
+                    break
+                probe = dep.breaker.probing  # True only if this request just claimed the probe
                 calls += 1
-                failure = await _attempt(ctx, dep, payload)
+                failure = await _attempt(ctx, dep, payload, probe)
                 if failure is None:
                     if group is not ctx.group:
                         ctx.decide("route", f"fallback to {group.name}",
@@ -87,8 +90,8 @@ def _upstream_payload(ctx: RequestContext) -> dict[str, Any]:
     return body
 
 
-async def _attempt(ctx: RequestContext, dep: Deployment,
-                   payload: dict[str, Any]) -> tuple[str, FabriqueError] | None:
+async def _attempt(ctx: RequestContext, dep: Deployment, payload: dict[str, Any],
+                   probe: bool) -> tuple[str, FabriqueError] | None:
     request = UpstreamRequest(ctx.endpoint, {**payload, "model": dep.upstream_model}, ctx.stream)
     timeout = dep.timeouts.first_token_s if ctx.stream else dep.timeouts.total_s
     started = time.perf_counter()
@@ -109,7 +112,8 @@ async def _attempt(ctx: RequestContext, dep: Deployment,
         failure[1].__cause__ = exc
     except BaseException:  # cancelled (client gone, shutdown): undo our bookkeeping
         dep.inflight -= 1
-        dep.breaker.release_probe()
+        if probe:
+            dep.breaker.release_probe()
         if response is not None:
             await response.close()
         raise
@@ -131,10 +135,11 @@ async def _attempt(ctx: RequestContext, dep: Deployment,
     ctx.attempts.append(Attempt(dep.name, f"{action}:{error.code}", elapsed))
     if action == REJECT:
         dep.breaker.success()  # the deployment worked; the request was at fault
-    elif dep.name not in ctx.charged:
+    elif probe or dep not in ctx.charged:
         # One failure per request and deployment: a request that fails deterministically
         # (an engine answering 500 to odd parameters) must not open the circuit alone.
-        ctx.charged.add(dep.name)
+        # A probe is always settled, or the deployment would stay locked out.
+        ctx.charged.add(dep)
         dep.breaker.failure()
     return failure
 
