@@ -120,5 +120,5 @@ def test_replicas_starting_together_read_one_whole_token(tmp_path):
     for attempt in range(20):
         path = tmp_path / f"d{attempt}" / "admin_token"
         with ThreadPoolExecutor(8) as pool:
-            tokens = set(pool.map(lambda _: read_or_create(path), range(8)))
+            tokens = set(pool.map(read_or_create, [path] * 8))
         assert len(tokens) == 1 and tokens.pop().startswith("fabadm-")
