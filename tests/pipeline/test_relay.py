@@ -265,3 +265,40 @@ async def test_a_stream_cut_by_shutdown_ends_with_an_error_event(gateway_factory
     assert orjson.loads(written[-2][6:])["error"]["code"] == "gateway_shutdown"
     assert b"data: [DONE]\n\n" not in written
     assert ctx.deployment.inflight == 0
+
+
+async def test_a_client_that_stops_reading_does_not_trip_the_breaker(gateway_factory):
+    client, gw = await gateway_factory(
+        providers=[{"name": "sim", "type": "simulated",
+                    "profile": {"decode_ms_per_token": 0, "base_ttft_ms": 0},
+                    "timeouts": {"idle_s": 0.3}}],
+        models=[{"name": "chat", "deployments": [{"provider": "sim"}]}])
+    _, key = await gw.keys.create_key("acme")
+    dep = gw.table.get("chat").deployments[0]
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True, "max_tokens": 30000},
+                             headers={"Authorization": f"Bearer {key}"})
+    assert resp.status == 200  # and then the client reads nothing more
+    for _ in range(300):
+        if dep.inflight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert dep.inflight == 0  # the gateway gave up on the client and freed the upstream
+    assert dep.breaker.failures == 0
+    assert dep.provider.engine.active == 0
+    resp.close()
+
+
+async def test_total_deadline_counts_from_the_answering_call_and_blames_no_one(gateway_factory):
+    client, gw = await gateway_factory(
+        providers=[{"name": "sim", "type": "simulated",
+                    "profile": {"decode_ms_per_token": 20, "base_ttft_ms": 0},
+                    "timeouts": {"total_s": 0.3, "idle_s": 5}}],
+        models=[{"name": "chat", "deployments": [{"provider": "sim"}]}])
+    _, key = await gw.keys.create_key("acme")
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True, "max_tokens": 500},
+                             headers={"Authorization": f"Bearer {key}"})
+    events = await read_events(resp)
+    assert len(events) > 3  # it streamed for a while
+    error = orjson.loads(events[-1])["error"]
+    assert error["code"] == "upstream_timeout" and "total_s" in error["message"]
+    assert gw.table.get("chat").deployments[0].breaker.failures == 0

@@ -51,6 +51,7 @@ class RequestContext:
     # The client did not ask for stream usage; Fabrique asked upstream and drops that chunk.
     usage_injected: bool = False
     upstream_s: float = 0.0  # time spent waiting for upstreams before the answer began
+    upstream_started: float = 0.0  # perf_counter() when the call that answered was sent
     attempts: list[Attempt] = field(default_factory=list)
     charged: set[Deployment] = field(default_factory=set)  # breakers this request counted on
     decisions: list[Decision] = field(default_factory=list)

@@ -25,6 +25,7 @@ log = logging.getLogger("fabrique.relay")
 Write = Callable[[bytes], Awaitable[None]]
 DONE = b"data: [DONE]\n\n"
 _DRAIN_S = 1.0
+_CLIENT_GRACE_S = 5.0  # for the error event and the end of a stream
 
 
 class ClientGone(Exception):
@@ -34,12 +35,13 @@ class ClientGone(Exception):
 async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]],
                        write: Write, end: Callable[[], Awaitable[None]]) -> str:
     """Send the headers (``start``), every upstream event, ``[DONE]`` or an error event, and
-    close the client's response (``end``). Returns how it ended: "done", "client_gone" or
-    the error code sent to the client."""
+    close the client's response (``end``). Returns how it ended: "done", "client_gone",
+    "client_too_slow" or the error code sent to the client."""
     upstream, dep = ctx.upstream, ctx.deployment
     assert upstream is not None and upstream.events is not None and dep is not None
     loop = asyncio.get_running_loop()
-    deadline = ctx.received + dep.timeouts.total_s - time.perf_counter() + loop.time()
+    # total_s counts from the call that answered, not from earlier failed attempts.
+    deadline = ctx.upstream_started + dep.timeouts.total_s - time.perf_counter() + loop.time()
     idle = dep.timeouts.idle_s
     events = upstream.events
     event: SSEEvent | None = ctx.first_event
@@ -49,6 +51,7 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     # cancels a timer and makes one): a stall is still caught within idle_s + slack.
     slack = min(1.0, idle / 10)
     armed = -slack
+    reading = False  # what the timer interrupted: the upstream (True) or the client (False)
     try:
         await start()
         async with asyncio.timeout(None) as timer:
@@ -64,13 +67,23 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
                 if now - armed >= slack:
                     timer.reschedule(min(deadline, now + idle + slack))
                     armed = now
+                reading = True
                 event = await anext(events, None)
+                reading = False
         if not done:
             raise UpstreamError(f"The deployment '{dep.name}' ended the stream before [DONE].")
     except TimeoutError:
-        error: FabriqueError = UpstreamTimeout(
-            f"The deployment '{dep.name}' stalled in the middle of the stream.")
-        outcome = await _write_error(write, error)
+        if not reading:
+            # The client stopped reading: its problem, not the deployment's.
+            ok, outcome = True, "client_too_slow"
+        elif loop.time() >= deadline - 0.01:
+            ok = True  # a long answer hit total_s: the deployment is not unhealthy
+            outcome = await _write_error(write, UpstreamTimeout(
+                f"The answer took longer than {dep.timeouts.total_s:g} s (the deployment's "
+                "total_s); it was cut."))
+        else:
+            outcome = await _write_error(write, UpstreamTimeout(
+                f"The deployment '{dep.name}' stalled in the middle of the stream."))
     except UpstreamError as exc:
         outcome = await _write_error(write, exc)
     except ClientGone:
@@ -90,12 +103,20 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
         dep.inflight -= 1
         if not ok:
             dep.breaker.failure()
-        with contextlib.suppress(ClientGone):
-            await end()
+        if not done:
+            await upstream.close()  # free the upstream connection before waiting on the client
+        await _bounded(end)
         if done:
             await _drain(events)
-        await upstream.close()
+            await upstream.close()
     return outcome
+
+
+async def _bounded(action: Callable[[], Awaitable[None]]) -> None:
+    """A last write to the client, which must not hang on one that stopped reading."""
+    with contextlib.suppress(ClientGone, TimeoutError):
+        async with asyncio.timeout(_CLIENT_GRACE_S):
+            await action()
 
 
 async def _drain(events: AsyncIterator[SSEEvent]) -> None:
@@ -108,8 +129,8 @@ async def _drain(events: AsyncIterator[SSEEvent]) -> None:
 
 
 async def _write_error(write: Write, error: FabriqueError) -> str:
-    with contextlib.suppress(ClientGone):
-        await write(b"data: " + orjson.dumps(error.to_dict()) + b"\n\n")
+    payload = b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
+    await _bounded(lambda: write(payload))
     return str(error.code)
 
 

@@ -122,7 +122,7 @@ async def _attempt(ctx: RequestContext, dep: Deployment, payload: dict[str, Any]
     if failure is None:
         assert response is not None
         ctx.attempts.append(Attempt(dep.name, "ok", elapsed))
-        ctx.deployment, ctx.upstream = dep, response
+        ctx.deployment, ctx.upstream, ctx.upstream_started = dep, response, started
         dep.breaker.success()
         dep.observe_latency(elapsed, ctx.gateway.config.routing.latency_ewma_alpha)
         if not ctx.stream:
