@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
 import string
 import time
@@ -19,14 +20,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from fabrique.errors import AuthenticationError, InvalidField, NotFound, StoreError
+from fabrique.errors import AuthenticationError, FabriqueError, InvalidField, NotFound, StoreError
 from fabrique.store import Database
 from fabrique.store.tables import api_keys, tenants
 
+log = logging.getLogger("fabrique.keys")
+
 PREFIX = "fab-"
+_LOOKUP_TIMEOUT_S = 2.0  # a database that does not answer must not hold requests for long
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LEN = 12
 _NEGATIVE_CACHE_MAX = 10_000
@@ -105,6 +109,7 @@ class KeyStore:
         self._cache: dict[str, _Cached] = {}
         self._unknown: dict[str, float] = {}
         self._pending: dict[str, asyncio.Future[_Cached | None]] = {}
+        self._revocations = 0  # bumped by revoke(), so a lookup racing it is not cached
 
     # -- administration -------------------------------------------------------------
 
@@ -175,6 +180,7 @@ class KeyStore:
             row = (await conn.execute(_key_query().where(api_keys.c.key_id == key_id))).first()
         if row is None:
             raise NotFound(f"no key with id {key_id!r}", param="key_id", code="key_not_found")
+        self._revocations += 1
         self._cache.pop(key_id, None)
         return _info(row)
 
@@ -219,14 +225,20 @@ class KeyStore:
         seen_missing = self._unknown.get(key_id)
         if seen_missing is not None and now - seen_missing <= self.cache_ttl_s:
             return None
+        revocations = self._revocations
         try:
-            async with self.db.engine.connect() as conn:
+            async with asyncio.timeout(_LOOKUP_TIMEOUT_S), self.db.engine.connect() as conn:
                 row = (await conn.execute(_key_query().where(api_keys.c.key_id == key_id))).first()
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
             stale = self._cache.get(key_id)
-            if stale is not None:  # the database is down: keep serving known keys
+            if stale is not None:  # the database is down: keep serving known keys, and wait
+                stale.fetched = now  # a TTL before asking it again
                 return stale
+            log.warning("key lookup failed: %s", exc)
             raise StoreError("Cannot check the API key: the database is unavailable.") from exc
+        if revocations != self._revocations:
+            # A revocation in this process committed while we read: our row may predate it.
+            return await self._fetch(key_id, now)
         if row is None:
             if len(self._unknown) >= _NEGATIVE_CACHE_MAX:
                 self._unknown.clear()
@@ -244,11 +256,20 @@ class KeyStore:
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        # Driver messages quote SQL and parameters (a key's hash among them): they go to
+        # the log, never into an answer.
         try:
             async with self.db.engine.begin() as conn:
                 yield conn
+        except DataError as exc:
+            raise InvalidField("A value cannot be stored (invalid characters or length).") from exc
+        except IntegrityError as exc:
+            log.warning("integrity error: %s", exc)
+            raise FabriqueError("The change conflicts with stored data; retry.", status=409,
+                                code="conflict") from exc
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"the database is unavailable: {exc}") from exc
+            log.error("database error: %s", exc)
+            raise StoreError("The database is unavailable; retry shortly.") from exc
 
 
 def _key_query() -> sa.Select:  # type: ignore[type-arg]

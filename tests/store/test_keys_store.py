@@ -157,3 +157,32 @@ async def test_an_expired_cache_entry_is_refreshed_once_for_all_waiting_requests
     principals = await asyncio.gather(*(store.authenticate(f"Bearer {key}") for _ in range(50)))
     assert {p.tenant for p in principals} == {"acme"}
     assert len(calls) == 1
+
+
+async def test_a_silent_database_holds_requests_for_seconds_not_minutes(tmp_path):
+    # A TCP listener that accepts and never answers: what a hung PostgreSQL looks like.
+    held: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    db = await Database(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}").open()
+    store = KeyStore(db, cache_ttl_s=0)
+    _, known = await store.create_key("acme")
+    _, unknown = await KeyStore(db).create_key("globex")
+    await store.authenticate(f"Bearer {known}")
+    await db.close()
+    store.db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/hung")
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(StoreError) as info:
+            await store.authenticate(f"Bearer {unknown}")
+        assert "SELECT" not in info.value.message
+        assert (await store.authenticate(f"Bearer {known}")).tenant == "acme"  # stale but served
+        assert loop.time() - started < 30  # bounded by the lookup timeout, not asyncpg's 60 s
+        assert await store.db.ping(timeout_s=0.5) is False
+    finally:
+        await store.db.close()
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +39,8 @@ class Database:
             self.engine: AsyncEngine = create_async_engine(url)
         else:
             self.engine = create_async_engine(url, pool_size=5, max_overflow=10,
-                                              pool_pre_ping=True)
+                                              pool_pre_ping=True, pool_timeout=5,
+                                              connect_args={"timeout": 5})
 
     @property
     def dialect(self) -> str:
@@ -56,11 +58,11 @@ class Database:
             raise StoreError(f"cannot open the database {self.safe_url}: {exc}") from exc
         return self
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout_s: float = 2.0) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(timeout_s), self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        except (SQLAlchemyError, OSError):
+        except (SQLAlchemyError, OSError, TimeoutError):
             return False
         return True
 
