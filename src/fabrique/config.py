@@ -88,7 +88,11 @@ class OpenAICompatibleProvider(_Model):
         default_factory=dict, description="Extra headers sent upstream with every request.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Upstream timeouts.")
     max_connections: int = Field(
-        256, ge=1, description="Size of this provider's pooled HTTP session.")
+        1024, ge=1, description="Most connections open to this upstream at once (each stream "
+        "holds one); requests beyond it wait for a free one.")
+    stream_usage: bool = Field(
+        True, description="Ask for usage in streams (stream_options.include_usage) when the "
+        "client did not; turn off for APIs that reject the field.")
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -302,3 +302,22 @@ async def test_total_deadline_counts_from_the_answering_call_and_blames_no_one(g
     error = orjson.loads(events[-1])["error"]
     assert error["code"] == "upstream_timeout" and "total_s" in error["message"]
     assert gw.table.get("chat").deployments[0].breaker.failures == 0
+
+
+async def test_stream_usage_can_be_left_out_for_apis_that_reject_it(gateway_factory):
+    upstream = ScriptedUpstream()
+    upstream.release.set()
+    server = TestServer(upstream.app())
+    await server.start_server()
+    try:
+        client, gw = await gateway_factory(
+            providers=[{"name": "up", "type": "openai_compatible", "stream_usage": False,
+                        "base_url": str(server.make_url("/v1"))}],
+            models=[{"name": "chat", "deployments": [{"provider": "up"}]}])
+        _, key = await gw.keys.create_key("acme")
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True},
+                                 headers={"Authorization": f"Bearer {key}"})
+        assert (await resp.read()).endswith(b"data: [DONE]\n\n")
+        assert "stream_options" not in upstream.bodies[-1]
+    finally:
+        await server.close()

@@ -41,7 +41,7 @@ async def route(ctx: RequestContext) -> None:
     assert ctx.group is not None
     gateway = ctx.gateway
     settings = gateway.config.routing
-    payload = _upstream_payload(ctx)
+    with_usage = _with_stream_usage(ctx)
     groups = [ctx.group] + [g for n in ctx.group.fallbacks if (g := gateway.table.get(n))]
     calls = 0
     last: FabriqueError | None = None
@@ -63,6 +63,7 @@ async def route(ctx: RequestContext) -> None:
                     break
                 probe = dep.breaker.probing  # True only if this request just claimed the probe
                 calls += 1
+                payload = with_usage if with_usage and dep.provider.stream_usage else ctx.body
                 failure = await _attempt(ctx, dep, payload, probe)
                 if failure is None:
                     if group is not ctx.group:
@@ -79,15 +80,14 @@ async def route(ctx: RequestContext) -> None:
     raise _final(last)
 
 
-def _upstream_payload(ctx: RequestContext) -> dict[str, Any]:
+def _with_stream_usage(ctx: RequestContext) -> dict[str, Any] | None:
+    """The body asking for stream usage (metering needs it), when the client did not."""
     body = ctx.body
-    if ctx.stream and ctx.endpoint != "embeddings":
+    if ctx.stream:
         options = body.get("stream_options") or {}
         if options.get("include_usage") is not True:
-            # Ask for usage (metering needs it) and hide that chunk from this client.
-            ctx.usage_injected = True
             return {**body, "stream_options": {**options, "include_usage": True}}
-    return body
+    return None
 
 
 async def _attempt(ctx: RequestContext, dep: Deployment, payload: dict[str, Any],
@@ -123,6 +123,8 @@ async def _attempt(ctx: RequestContext, dep: Deployment, payload: dict[str, Any]
         assert response is not None
         ctx.attempts.append(Attempt(dep.name, "ok", elapsed))
         ctx.deployment, ctx.upstream, ctx.upstream_started = dep, response, started
+        # Fabrique asked for the usage chunk, not the client: relay will hide it.
+        ctx.usage_injected = payload is not ctx.body
         dep.breaker.success()
         dep.observe_latency(elapsed, ctx.gateway.config.routing.latency_ewma_alpha)
         if not ctx.stream:

@@ -65,6 +65,9 @@ class Provider(Protocol):
     """What the router needs of an upstream."""
 
     name: str
+    # Whether to ask for usage in streams (stream_options.include_usage). Some APIs reject
+    # the field (and some send usage anyway): their provider config turns it off.
+    stream_usage: bool
 
     async def start(self) -> None:
         """Open pooled resources; called once when the gateway starts."""

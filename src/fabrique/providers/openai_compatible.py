@@ -16,6 +16,7 @@ class OpenAICompatible:
 
     def __init__(self, config: OpenAICompatibleProvider) -> None:
         self.name = config.name
+        self.stream_usage = config.stream_usage
         self.config = config
         self.base_url = config.base_url.rstrip("/")
         self.headers = {"Content-Type": "application/json", **config.headers}
@@ -31,8 +32,9 @@ class OpenAICompatible:
                                                ttl_dns_cache=300),
                 # The router enforces first-token and total deadlines per deployment;
                 # this is the connect bound and a safety net.
-                timeout=aiohttp.ClientTimeout(total=None, connect=t.connect_s,
-                                              sock_connect=t.connect_s),
+                # sock_connect only: `connect` would also count the wait for a free pooled
+                # connection, our own queue, against the upstream.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=t.connect_s),
                 headers=self.headers, skip_auto_headers=("User-Agent",),
                 auto_decompress=True)
 

@@ -17,6 +17,7 @@ class Simulated:
 
     def __init__(self, config: SimulatedProvider) -> None:
         self.name = config.name
+        self.stream_usage = True
         self.engine = SimEngine(config.profile, config.faults)
 
     async def start(self) -> None:
