@@ -17,7 +17,20 @@ async def test_reopening_an_up_to_date_database_does_not_migrate(tmp_path, monke
     db = await Database(url).open()
     await db.close()
     calls = []
-    monkeypatch.setattr("fabrique.store.db._upgrade", lambda conn: calls.append(conn))
+    monkeypatch.setattr("fabrique.store.db._upgrade", lambda conn, current: calls.append(conn))
     db = await Database(url).open()
     await db.close()
     assert calls == []
+
+
+async def test_a_newer_schema_is_left_alone(tmp_path, caplog):
+    import sqlalchemy as sa
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    db = await Database(url).open()
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    await db.close()
+    db = await Database(url).open()  # an older replica during a rolling upgrade
+    await db.close()
+    assert "newer than this release" in caplog.text

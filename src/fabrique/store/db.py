@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from fabrique.errors import StoreError
 
+log = logging.getLogger("fabrique.store")
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration. When the database is already there, Alembic is not even imported
 # (it and Mako stay resident otherwise: about 11 MiB). A test keeps this equal to the head.
@@ -52,8 +54,9 @@ class Database:
                 if self.dialect == "postgresql":
                     await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"),
                                        {"k": _MIGRATION_LOCK})
-                if await _current_revision(conn) != SCHEMA_REVISION:
-                    await conn.run_sync(_upgrade)
+                current = await _current_revision(conn)
+                if current != SCHEMA_REVISION:
+                    await conn.run_sync(_upgrade, current)
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open the database {self.safe_url}: {exc}") from exc
         return self
@@ -90,9 +93,16 @@ def alembic_config() -> AlembicConfig:
     return cfg
 
 
-def _upgrade(conn: Connection) -> None:
+def _upgrade(conn: Connection, current: str | None) -> None:
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     cfg = alembic_config()
+    known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
+    if current is not None and current not in known:
+        # A newer release migrated this database (a rolling upgrade): run on, do not touch it.
+        log.warning("database schema %s is newer than this release's %s; not migrating",
+                    current, SCHEMA_REVISION)
+        return
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
