@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fabrique.admin_token import AdminToken
@@ -23,11 +24,49 @@ class Gateway:
         self.table = RoutingTable(config)
         self.admin_token = AdminToken.load(config)
         self.started_at = 0  # epoch seconds, set when the app is built
+        self._model_check: asyncio.Task[list[str]] | None = None
 
     async def start(self) -> None:
         await self.db.open()
         await self.table.start()
+        # In the background: a slow or absent upstream must not delay the start.
+        self._model_check = asyncio.create_task(self.check_upstream_models())
+
+    async def check_upstream_models(self) -> list[str]:
+        """Warn about deployments whose model their upstream does not list.
+
+        Some engines (llama.cpp's server) answer any model name with the one they have, so
+        a wrong mapping would otherwise go unnoticed. Returns the warnings.
+        """
+        warnings: list[str] = []
+        seen: dict[int, set[str] | None] = {}
+        for group in self.table.groups.values():
+            for dep in group.deployments:
+                key = id(dep.provider)
+                if key not in seen:
+                    seen[key] = await _listed_models(dep.provider)
+                listed = seen[key]
+                if listed is not None and dep.upstream_model not in listed:
+                    warnings.append(
+                        f"deployment {dep.name} (model {group.name}): the upstream does not list "
+                        f"model {dep.upstream_model!r}; it lists {', '.join(sorted(listed)) or 'none'}")
+        for warning in warnings:
+            log.warning("%s", warning)
+        return warnings
 
     async def close(self) -> None:
+        if self._model_check is not None:
+            self._model_check.cancel()
         await self.table.close()
         await self.db.close()
+
+
+async def _listed_models(provider: object) -> set[str] | None:
+    list_models = getattr(provider, "list_models", None)
+    if list_models is None:
+        return None
+    try:
+        models: set[str] | None = await list_models()
+    except Exception:  # a probe only: the request path reports real failures
+        return None
+    return models or None  # an empty list says nothing about what is served

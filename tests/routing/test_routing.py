@@ -292,3 +292,14 @@ async def test_a_failed_probe_is_settled_even_under_a_name_seen_before(gateway_f
     assert (await client.post("/v1/chat/completions", json=CHAT, headers=auth)).status == 502
     assert not backup.breaker.probing
     assert backup.breaker.state == "open"
+
+
+async def test_start_up_warns_about_models_the_upstream_does_not_list(gateway_factory, sim_server):
+    url = await sim_server(models=["served-model"])
+    _, gw = await gateway_factory(
+        providers=[{"name": "up", "type": "openai_compatible", "base_url": url}],
+        models=[{"name": "good", "deployments": [{"provider": "up", "model": "served-model"}]},
+                {"name": "typo", "deployments": [{"provider": "up", "model": "servd-model"}]}])
+    warnings = await gw.check_upstream_models()
+    assert len(warnings) == 1
+    assert "'servd-model'" in warnings[0] and "served-model" in warnings[0]

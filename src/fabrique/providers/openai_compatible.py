@@ -71,6 +71,21 @@ class OpenAICompatible:
         return UpstreamResponse(200, events=_events(resp, self.name), retry_after=retry_after,
                                 release=_releaser(resp))
 
+    async def list_models(self) -> set[str] | None:
+        """The model ids the upstream lists at GET /models, or None if it lists none."""
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        async with self._session.get(f"{self.base_url}/models",
+                                     timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            if resp.status != 200:
+                return None
+            data = await resp.json(content_type=None)
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return None
+        return {m["id"] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)}
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -75,7 +75,7 @@ def _handler(endpoint: str):  # type: ignore[no-untyped-def]
 
 async def _models(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
-    names = engine.models or ["sim-chat-small", "sim-embed"]
+    names = engine.models or []  # it answers any name, so it lists none in particular
     now = int(time.time())
     return _json(200, {"object": "list", "data": [
         {"id": n, "object": "model", "created": now, "owned_by": "fabrique-simulator"}
