@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ from fabrique.errors import (
 from fabrique.pipeline.context import Attempt, RequestContext
 from fabrique.providers import UpstreamRequest, UpstreamResponse
 from fabrique.providers.errors import upstream_error, upstream_message
-from fabrique.routing import Deployment
+from fabrique.routing import Deployment, ModelGroup
 
 log = logging.getLogger("fabrique.route")
 
@@ -38,46 +39,51 @@ RETRY, NEXT, REJECT = "retry", "next", "reject"
 
 
 async def route(ctx: RequestContext) -> None:
-    assert ctx.group is not None
-    gateway = ctx.gateway
-    settings = gateway.config.routing
+    settings = ctx.gateway.config.routing
     with_usage = _with_stream_usage(ctx)
-    groups = [ctx.group] + [g for n in ctx.group.fallbacks if (g := gateway.table.get(n))]
     calls = 0
     last: FabriqueError | None = None
-    for group in groups:
-        for dep in group.ordered():
-            for retry in range(settings.retries + 1):
-                if calls >= settings.max_attempts:
-                    break
-                if retry:
-                    delay = _backoff(retry, settings.backoff_base_s, settings.backoff_max_s,
-                                     last.retry_after if last else None)
-                    if delay is None:
-                        break  # the upstream asked for a longer wait: go elsewhere now
-                    await asyncio.sleep(delay)
-                # Asked before every call: a failure may just have opened the circuit.
-                if not dep.breaker.allow():
-                    if not retry:
-                        ctx.attempts.append(Attempt(dep.name, "skipped:circuit_open", 0.0))
-                    break
-                probe = dep.breaker.probing  # True only if this request just claimed the probe
-                calls += 1
-                payload = with_usage if with_usage and dep.provider.stream_usage else ctx.body
-                failure = await _attempt(ctx, dep, payload, probe)
-                if failure is None:
-                    if group is not ctx.group:
-                        ctx.decide("route", f"fallback to {group.name}",
-                                   f"every deployment of {ctx.model} failed")
-                    ctx.decide("route", f"deployment {dep.name}",
-                               f"strategy {group.strategy}, attempt {calls}")
-                    return
-                action, last = failure
-                if action == REJECT:
-                    raise last
-                if action == NEXT:
-                    break
+    for group, dep in _candidates(ctx):
+        for retry in range(settings.retries + 1):
+            if calls >= settings.max_attempts:
+                break
+            if retry:
+                delay = _backoff(retry, settings.backoff_base_s, settings.backoff_max_s,
+                                 last.retry_after if last else None)
+                if delay is None:
+                    break  # the upstream asked for a longer wait: go elsewhere now
+                await asyncio.sleep(delay)
+            # Asked before every call: a failure may just have opened the circuit.
+            if not dep.breaker.allow():
+                if not retry:
+                    ctx.attempts.append(Attempt(dep.name, "skipped:circuit_open", 0.0))
+                break
+            probe = dep.breaker.probing  # True only if this request just claimed the probe
+            calls += 1
+            payload = with_usage if with_usage and dep.provider.stream_usage else ctx.body
+            failure = await _attempt(ctx, dep, payload, probe)
+            if failure is None:
+                if group is not ctx.group:
+                    ctx.decide("route", f"fallback to {group.name}",
+                               f"every deployment of {ctx.model} failed")
+                ctx.decide("route", f"deployment {dep.name}",
+                           f"strategy {group.strategy}, attempt {calls}")
+                return
+            action, last = failure
+            if action == REJECT:
+                raise last
+            if action == NEXT:
+                break
     raise _final(last)
+
+
+def _candidates(ctx: RequestContext) -> Iterator[tuple[ModelGroup, Deployment]]:
+    """Every deployment to try, in order: the model's, by its strategy, then its fallbacks'."""
+    assert ctx.group is not None
+    table = ctx.gateway.table
+    for group in [ctx.group, *(g for name in ctx.group.fallbacks if (g := table.get(name)))]:
+        for dep in group.ordered():
+            yield group, dep
 
 
 def _with_stream_usage(ctx: RequestContext) -> dict[str, Any] | None:
