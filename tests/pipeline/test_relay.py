@@ -48,6 +48,10 @@ class ScriptedUpstream:
         await resp.write(self.chunk("first"))
         if self.mode == "gated":
             await self.release.wait()  # the test opens this only after it saw "first"
+        if self.mode == "burst_error":  # two events and a failure in one TCP write
+            await resp.write(self.chunk(" second") + self.chunk(" third")
+                             + b'data: {"error": {"message": "out of memory"}}\n\n')
+            return resp
         if self.mode == "error_event":
             await resp.write(b'data: {"error": {"message": "engine crashed at /opt/x/y.py line 3"}}\n\n')
             return resp
@@ -321,3 +325,14 @@ async def test_stream_usage_can_be_left_out_for_apis_that_reject_it(gateway_fact
         assert "stream_options" not in upstream.bodies[-1]
     finally:
         await server.close()
+
+
+async def test_events_read_together_with_a_failure_all_reach_the_client_first(scripted):
+    upstream, client, auth = scripted
+    upstream.mode = "burst_error"
+    upstream.release.set()
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth)
+    events = await read_events(resp)
+    contents = [orjson.loads(e)["choices"][0]["delta"]["content"] for e in events[:-1]]
+    assert contents == ["first", " second", " third"]
+    assert orjson.loads(events[-1])["error"]["message"] == "out of memory"

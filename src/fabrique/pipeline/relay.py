@@ -52,17 +52,24 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     slack = min(1.0, idle / 10)
     armed = -slack
     reading = False  # what the timer interrupted: the upstream (True) or the client (False)
+    batch: list[bytes] = []  # rewritten events not yet written
     try:
         await start()
         async with asyncio.timeout(None) as timer:
             while event is not None:
                 if event.data == b"[DONE]":
-                    await write(DONE)
+                    batch.append(DONE)
+                    await write(b"".join(batch))
+                    batch.clear()
                     ok = done = True
                     break
                 out = _rewrite(ctx, event)
                 if out is not None:
-                    await write(b"data: " + out + b"\n\n")
+                    batch += (b"data: ", out, b"\n\n")
+                # Events that came in one read go out in one write (one send, not one each).
+                if batch and not getattr(events, "buffered", 0):
+                    await write(b"".join(batch))
+                    batch.clear()
                 now = loop.time()
                 if now - armed >= slack:
                     timer.reschedule(min(deadline, now + idle + slack))
@@ -78,26 +85,26 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
             ok, outcome = True, "client_too_slow"
         elif loop.time() >= deadline - 0.01:
             ok = True  # a long answer hit total_s: the deployment is not unhealthy
-            outcome = await _write_error(write, UpstreamTimeout(
+            outcome = await _write_error(write, batch, UpstreamTimeout(
                 f"The answer took longer than {dep.timeouts.total_s:g} s (the deployment's "
                 "total_s); it was cut."))
         else:
-            outcome = await _write_error(write, UpstreamTimeout(
+            outcome = await _write_error(write, batch, UpstreamTimeout(
                 f"The deployment '{dep.name}' stalled in the middle of the stream."))
     except UpstreamError as exc:
-        outcome = await _write_error(write, exc)
+        outcome = await _write_error(write, batch, exc)
     except ClientGone:
         ok = True  # the client left; the deployment did nothing wrong
         outcome = "client_gone"
     except asyncio.CancelledError:
         ok = True  # shutting down; the deployment did nothing wrong
-        outcome = await _write_error(write, UpstreamUnavailable(
+        outcome = await _write_error(write, batch, UpstreamUnavailable(
             "The gateway is shutting down and cut this stream; retry the request.",
             code="gateway_shutdown"))
         raise
     except Exception:
         log.exception("relay of request %s failed", ctx.request_id)
-        outcome = await _write_error(write, FabriqueError(
+        outcome = await _write_error(write, batch, FabriqueError(
             f"The gateway failed while relaying the stream; quote {ctx.request_id}."))
     finally:
         dep.inflight -= 1
@@ -128,8 +135,9 @@ async def _drain(events: AsyncIterator[SSEEvent]) -> None:
                 pass
 
 
-async def _write_error(write: Write, error: FabriqueError) -> str:
-    payload = b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
+async def _write_error(write: Write, pending: list[bytes], error: FabriqueError) -> str:
+    """The events read before the failure, then the error event."""
+    payload = b"".join(pending) + b"data: " + orjson.dumps(error.to_dict()) + b"\n\n"
     await _bounded(lambda: write(payload))
     return str(error.code)
 

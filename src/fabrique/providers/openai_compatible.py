@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -92,16 +93,46 @@ class OpenAICompatible:
             self._session = None
 
 
-async def _events(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[SSEEvent]:
-    splitter = SSESplitter()
-    try:
-        async for chunk in resp.content.iter_any():
-            for event in splitter.feed(chunk):
-                yield event
-    except (aiohttp.ClientError, ConnectionError) as exc:
-        raise UpstreamError(f"{name}: the stream was interrupted") from exc
-    finally:
-        resp.release()
+class _Events:
+    """The SSE events of one upstream stream. ``buffered`` counts events already read and
+    not yet taken, so that the relay can send what arrived together in one write."""
+
+    __slots__ = ("_chunks", "_name", "_pending", "_resp", "_splitter")
+
+    def __init__(self, resp: aiohttp.ClientResponse, name: str) -> None:
+        self._resp = resp
+        self._name = name
+        self._splitter = SSESplitter()
+        self._pending: deque[SSEEvent] = deque()
+        self._chunks = resp.content.iter_any().__aiter__()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._pending)
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> SSEEvent:
+        pending = self._pending
+        while not pending:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._resp.release()  # read to the end: the connection goes back to the pool
+                raise
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                self._resp.release()
+                raise UpstreamError(f"{self._name}: the stream was interrupted") from exc
+            pending.extend(self._splitter.feed(chunk))
+        return pending.popleft()
+
+    async def aclose(self) -> None:
+        self._resp.release()
+
+
+def _events(resp: aiohttp.ClientResponse, name: str) -> AsyncIterator[SSEEvent]:
+    return _Events(resp, name)
 
 
 def _releaser(resp: aiohttp.ClientResponse):  # type: ignore[no-untyped-def]
