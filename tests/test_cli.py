@@ -100,7 +100,7 @@ def test_config_errors_name_file_field_and_line(env, tmp_path):
 
 
 def test_every_command_has_help_with_an_example(env):
-    for command in (["serve"], ["simulate"], ["keys", "create"], ["keys", "list"],
+    for command in (["serve"], ["simulate"], ["scan"], ["keys", "create"], ["keys", "list"],
                     ["keys", "revoke"], ["config", "check"], ["config", "reference"]):
         out = run(*command, "--help", env=env).stdout
         assert "Example" in out, command
@@ -127,3 +127,19 @@ def test_simulate_rejects_bad_options(env):
     result = run("simulate", "--error-rate", "2", env=env, check=False)
     assert result.returncode == 2
     assert "--error-rate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_scan_prints_one_json_object_per_finding(env, tmp_path):
+    import json
+
+    text = "Écrivez à léa@example.fr ou au 06 12 34 56 78.\n"
+    result = subprocess.run([*FABRIQUE, "scan"], input=text, env=env, capture_output=True,
+                            text=True, timeout=60)
+    findings = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [f["type"] for f in findings] == ["EMAIL", "PHONE_NUMBER"]
+    for f in findings:  # offsets are characters, not bytes ("É", "é")
+        assert text[f["start"]:f["end"]] == f["text"]
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(b"\xff\xfe\x00")
+    bad = run("scan", str(binary), env=env, check=False)
+    assert bad.returncode == 1 and f"{binary}: not UTF-8" in bad.stderr

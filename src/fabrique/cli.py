@@ -231,6 +231,39 @@ def _with_store(config: Path | None, action: Any) -> Any:
         raise _fail(error) from None
 
 
+@app.command()
+def scan(
+    file: Annotated[Path | None, typer.Argument(
+        help="Text file to scan; standard input when absent.", show_default=False)] = None,
+    min_score: Annotated[float, typer.Option(help="Report findings scoring at least this.")] = 0.5,
+    max_bytes: Annotated[int, typer.Option(help="Refuse larger input.")] = 8 * 1024 * 1024,
+) -> None:
+    """Find personal data in text, as the gateway would: one JSON object per finding,
+    `{"type", "start", "end", "text", "score"}`, offsets in characters.
+
+    Example: `echo "IBAN FR76 3000 6000 0112 3456 7890 189" | fabrique scan`
+    """
+    import orjson
+
+    from fabrique.policy import scan as find
+
+    source = str(file) if file else "standard input"
+    try:
+        stream = file.open("rb") if file else sys.stdin.buffer
+        with stream:
+            raw = stream.read(max_bytes + 1)
+    except OSError as exc:
+        raise _fail(FabriqueError(f"{source}: cannot read ({exc.strerror})")) from None
+    if len(raw) > max_bytes:
+        raise _fail(FabriqueError(f"{source}: larger than --max-bytes {max_bytes}"))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(FabriqueError(f"{source}: not UTF-8 text (byte {exc.start})")) from None
+    for entity in find(text, min_score=min_score):
+        sys.stdout.write(orjson.dumps(entity.as_dict()).decode() + "\n")
+
+
 @config_app.command("check")
 def config_check(path: Annotated[Path, typer.Argument(help="The YAML file.")]) -> None:
     """Validate a config file; print what it declares.
