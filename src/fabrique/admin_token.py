@@ -33,7 +33,7 @@ class AdminToken:
 
     @classmethod
     def load(cls, config: Config) -> AdminToken:
-        if config.server.admin_token is not None and config.server.admin_token.get_secret_value():
+        if config.server.admin_token is not None:
             return cls(config.server.admin_token.get_secret_value(), "config")
         if token := os.environ.get(ENV, "").strip():
             return cls(token, f"${ENV}")

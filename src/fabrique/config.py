@@ -16,18 +16,23 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     ValidationInfo,
-    field_validator,
     model_validator,
 )
 
 from fabrique.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+# A secret, where "" counts as unset: ${KEY:-} with KEY unset means "none given".
+OptionalSecret = Annotated[SecretStr | None,
+                           BeforeValidator(lambda value: None if value == "" else value)]
 
 
 class _Model(BaseModel):
@@ -82,7 +87,7 @@ class OpenAICompatibleProvider(_Model):
     base_url: str = Field(
         description="Base URL including the API prefix, e.g. http://127.0.0.1:8000/v1.",
         pattern=r"^https?://")
-    api_key: SecretStr | None = Field(
+    api_key: OptionalSecret = Field(
         None, description="Upstream API key; write ${ENV_VAR}, never the key itself.")
     headers: dict[str, str] = Field(
         default_factory=dict, description="Extra headers sent upstream with every request.")
@@ -93,11 +98,6 @@ class OpenAICompatibleProvider(_Model):
     stream_usage: bool = Field(
         True, description="Ask for usage in streams (stream_options.include_usage) when the "
         "client did not; turn off for APIs that reject the field.")
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_none(cls, value: object) -> object:
-        return None if value == "" else value  # ${KEY:-} with KEY unset means "no key"
 
 
 class SimulatedProvider(_Model):
@@ -157,7 +157,7 @@ class ServerConfig(_Model):
     port: int = Field(8080, ge=0, le=65535, description="TCP port.")
     max_body_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
-    admin_token: SecretStr | None = Field(
+    admin_token: OptionalSecret = Field(
         None, description="Admin API token; default: $FABRIQUE_ADMIN_TOKEN, else generated "
         "on first start into <data_dir>/admin_token (mode 0600).")
     shutdown_timeout_s: float = Field(

@@ -114,15 +114,23 @@ async def test_revocation_by_another_process_applies_within_the_cache_ttl(db):
         await gateway_side.authenticate(f"Bearer {key}")
 
 
-async def test_known_keys_keep_working_while_the_database_is_down(tmp_path, unused_tcp_port):
+async def _store_losing_its_database(tmp_path, new_url: str) -> tuple[KeyStore, str, str]:
+    """A store that has cached one key (known) but not another (unknown), then finds its
+    database replaced by ``new_url``."""
     db = await Database(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}").open()
     store = KeyStore(db, cache_ttl_s=0)
-    _, key = await store.create_key("acme")
+    _, known = await store.create_key("acme")
     _, unknown = await KeyStore(db).create_key("globex")
-    await store.authenticate(f"Bearer {key}")
+    await store.authenticate(f"Bearer {known}")
     await db.close()
+    store.db = Database(new_url)
+    return store, known, unknown
+
+
+async def test_known_keys_keep_working_while_the_database_is_down(tmp_path, unused_tcp_port):
     # The database goes away: nothing listens where the store now looks.
-    store.db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{unused_tcp_port}/gone")
+    store, key, unknown = await _store_losing_its_database(
+        tmp_path, f"postgresql+asyncpg://postgres@127.0.0.1:{unused_tcp_port}/gone")
     try:
         assert (await store.authenticate(f"Bearer {key}")).tenant == "acme"
         with pytest.raises(StoreError):
@@ -164,13 +172,8 @@ async def test_a_silent_database_holds_requests_for_seconds_not_minutes(tmp_path
     held: list[asyncio.StreamWriter] = []
     server = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    db = await Database(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}").open()
-    store = KeyStore(db, cache_ttl_s=0)
-    _, known = await store.create_key("acme")
-    _, unknown = await KeyStore(db).create_key("globex")
-    await store.authenticate(f"Bearer {known}")
-    await db.close()
-    store.db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/hung")
+    store, known, unknown = await _store_losing_its_database(
+        tmp_path, f"postgresql+asyncpg://postgres@127.0.0.1:{port}/hung")
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
