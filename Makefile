@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,engine]'
+	$(BIN)/pip install -q -e '.[test,engine,ner]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fabrique.policy import scan
+from fabrique.policy import ENTITY_TYPES, scan
 from fabrique.policy.checksums import IBAN_LENGTHS, iban_valid, luhn, nir_valid
+from fabrique.policy.identifiers import EMAIL, RECOGNIZERS, EmailRecognizer
+from fabrique.policy.patterns import PatternRecognizer, Prepared
 
 
 def make_iban(country: str, rng: random.Random) -> str:
@@ -104,3 +107,42 @@ def test_ordinary_numbers_do_not_match():
 def test_offsets_always_point_at_the_text(text):
     for entity in scan(text):
         assert text[entity.start:entity.end] == entity.text
+
+
+@given(st.randoms(use_true_random=False), st.sampled_from([" ", ".", "-", ""]),
+       st.sampled_from(["0{}", "+33 {}", "0033 {}", "+33 (0){}"]))
+def test_french_phones_are_found_in_any_layout(rng, sep, prefix):
+    national = f"{rng.randint(1, 9)}" + "".join(rng.choice("0123456789") for _ in range(8))
+    shown = prefix.format(national[0] + sep + sep.join(national[i:i + 2] for i in range(1, 9, 2)))
+    assert types(f"Tél. : {shown}, merci") == [("PHONE_NUMBER", shown)]
+
+
+def test_dotted_versions_are_not_addresses_but_real_ones_are():
+    assert types("Passez en version 1.2.3.4 puis redémarrez.") == []
+    assert types("release 2.10.1.3 is out; firmware v. 4.1.0.2 too") == []
+    assert types("v2.0.0.1 fixes 1.0.0.3 (see the changelog of the new version)") == []
+    assert types("Ping 10.0.0.1, then upgrade to version 3.1 on 192.168.1.254.") == [
+        ("IP_ADDRESS", "10.0.0.1"), ("IP_ADDRESS", "192.168.1.254")]
+    assert types("not 1.2.3.4.5, nor the host 10.1.2.3.example.net") == []
+
+
+def test_every_builtin_type_is_listed():
+    assert {r.type for r in RECOGNIZERS} | {"EMAIL", "PERSON", "FR_ADDRESS", "ADDRESS"} == ENTITY_TYPES
+
+
+# Pieces that make look-alikes of every identifier when strung together at random.
+PIECES = ["FR76", "GB82", "WEST", "3000", "6000", "0112", "189", "2A", "2B", "1", "85", "03", "75",
+          "115", "004", "54", " ", "\u00a0", "-", ".", "@", "a", "jean.dupont", ".fr", "é", "+33",
+          "+49", "0033", "(0)", "06", "12", "born ", "Né le ", "née le ", "naissance: ", "DOB ",
+          "12/03/1985", "3 March 1990", "::", "db8", "2001:", ":", "192.168.1.10", "version ", "%",
+          "4111", "1111", "732", "829", "İ", "ı", "K", "monsieur ", "SIREN ", "٣"]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.lists(st.sampled_from(PIECES), max_size=40).map("".join), st.text(max_size=200)))
+def test_searching_near_triggers_finds_what_a_whole_text_search_finds(text):
+    for recognizer in RECOGNIZERS:
+        whole = dataclasses.replace(recognizer, trigger=None, where=None)
+        assert list(recognizer.find(Prepared(text))) == list(whole.find(Prepared(text)))
+    emails = PatternRecognizer("EMAIL", EMAIL, lambda value: 1.0, compact=False)
+    assert list(EmailRecognizer().find(Prepared(text))) == list(emails.find(Prepared(text)))

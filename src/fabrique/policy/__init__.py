@@ -1,5 +1,6 @@
-"""Data sovereignty: personal-data recognizers (policy and pseudonymization to follow)."""
+"""Data sovereignty: personal-data recognizers, residency policies, pseudonymization."""
 
-from fabrique.policy.recognizers import Entity, scan
+from fabrique.policy.ner import NerUnavailable
+from fabrique.policy.recognizers import ENTITY_TYPES, Entity, RecognizerSpec, Scanner, scan
 
-__all__ = ["Entity", "scan"]
+__all__ = ["ENTITY_TYPES", "Entity", "NerUnavailable", "RecognizerSpec", "Scanner", "scan"]

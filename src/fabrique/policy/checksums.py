@@ -23,13 +23,16 @@ def luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+# A = 10, B = 11 … Z = 35, as ISO 13616 turns letters into digits.
+_LETTER_VALUES = str.maketrans({chr(65 + i): str(10 + i) for i in range(26)})
+
+
 def iban_valid(iban: str) -> bool:
     """ISO 13616: a SEPA country's length and mod-97 == 1."""
     if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban[2:4].isdigit():
         return False
-    moved = iban[4:] + iban[:4]
-    number = "".join(str(int(ch, 36)) for ch in moved)
-    return int(number) % 97 == 1
+    number = (iban[4:] + iban[:4]).translate(_LETTER_VALUES)
+    return number.isdigit() and int(number) % 97 == 1
 
 
 def nir_valid(nir: str) -> bool:
