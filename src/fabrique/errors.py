@@ -9,6 +9,7 @@
 │   └── MethodNotAllowed           405 method_not_allowed
     ├── AuthenticationError            401 invalid_api_key
     ├── PermissionDenied               403 permission_denied
+    │   └── ResidencyRefused           403 residency_policy
     ├── NotFound                       404 not_found
     │   └── ModelNotFound              404 model_not_found
     ├── RateLimited                    429 rate_limit_exceeded
@@ -106,6 +107,12 @@ class PermissionDenied(FabriqueError):
     status = 403
     type = "permission_error"
     code = "permission_denied"
+
+
+class ResidencyRefused(PermissionDenied):
+    """The tenant's residency policy lets no deployment of the model receive this data."""
+
+    code = "residency_policy"
 
 
 class NotFound(FabriqueError):

@@ -8,6 +8,7 @@ import logging
 from fabrique.admin_token import AdminToken
 from fabrique.config import Config
 from fabrique.keys import KeyStore
+from fabrique.policy.sovereignty import Sovereignty
 from fabrique.routing import RoutingTable
 from fabrique.store import Database
 
@@ -22,6 +23,7 @@ class Gateway:
         self.db = Database(config.database_url())
         self.keys = KeyStore(self.db, config.server.key_cache_ttl_s)
         self.table = RoutingTable(config)
+        self.sovereignty = Sovereignty(config.sovereignty)
         self.admin_token = AdminToken.load(config)
         self.started_at = 0  # epoch seconds, set when the app is built
         self._model_check: asyncio.Task[list[str]] | None = None

@@ -47,6 +47,7 @@ class KeyInfo:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    policy: str | None = None  # the key's own residency policy, if it has one
 
     @property
     def status(self) -> str:
@@ -59,7 +60,8 @@ class KeyInfo:
     def as_dict(self) -> dict[str, object]:
         return {"key_id": self.key_id, "tenant": self.tenant, "name": self.name,
                 "status": self.status, "created_at": _iso(self.created_at),
-                "expires_at": _iso(self.expires_at), "revoked_at": _iso(self.revoked_at)}
+                "expires_at": _iso(self.expires_at), "revoked_at": _iso(self.revoked_at),
+                "policy": self.policy}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class Principal:
     tenant: str
     tenant_id: int
     key_id: str
+    policy: str | None = None  # the key's residency policy, else its tenant's (admin API)
 
 
 @dataclass(slots=True)
@@ -137,10 +140,26 @@ class KeyStore:
     async def list_tenants(self) -> list[dict[str, object]]:
         async with self._begin() as conn:
             rows = (await conn.execute(sa.select(tenants).order_by(tenants.c.name))).all()
-        return [{"name": r.name, "created_at": _iso(_utc(r.created_at))} for r in rows]
+        return [{"name": r.name, "created_at": _iso(_utc(r.created_at)), "policy": r.policy}
+                for r in rows]
+
+    async def set_tenant_policy(self, name: str, policy: str | None) -> dict[str, object]:
+        """Give a tenant's keys (those without their own) a residency policy; None: config's."""
+        tenant_id = await self.ensure_tenant(name)
+        async with self._begin() as conn:
+            await conn.execute(tenants.update().where(tenants.c.id == tenant_id)
+                               .values(policy=policy))
+            row = (await conn.execute(sa.select(tenants).where(tenants.c.id == tenant_id))).one()
+        self._forget_all()  # this process applies it at once; others within the cache TTL
+        return {"name": row.name, "created_at": _iso(_utc(row.created_at)), "policy": row.policy}
+
+    def _forget_all(self) -> None:
+        self._revocations += 1  # a lookup in flight must not cache what it read before
+        self._cache.clear()
 
     async def create_key(self, tenant: str, *, name: str | None = None,
-                         expires_at: datetime | None = None) -> tuple[KeyInfo, str]:
+                         expires_at: datetime | None = None,
+                         policy: str | None = None) -> tuple[KeyInfo, str]:
         """Create a key (and its tenant if needed); returns its info and the key, shown once."""
         if expires_at is not None:
             try:  # the store keeps no UTC offset: convert, or +05:00 would expire 5 h late
@@ -156,9 +175,9 @@ class KeyStore:
         async with self._begin() as conn:
             await conn.execute(api_keys.insert().values(
                 key_id=key_id, tenant_id=tenant_id, name=name, secret_hash=hash_key(key),
-                created_at=now, expires_at=expires_at))
+                created_at=now, expires_at=expires_at, policy=policy))
         self._unknown.pop(key_id, None)
-        info = KeyInfo(key_id, tenant.strip(), tenant_id, name, now, expires_at, None)
+        info = KeyInfo(key_id, tenant.strip(), tenant_id, name, now, expires_at, None, policy)
         return info, key
 
     async def list_keys(self, tenant: str | None = None) -> list[KeyInfo]:
@@ -248,7 +267,8 @@ class KeyStore:
         expires = _utc(row.expires_at)
         entry = _Cached(
             secret_hash=bytes.fromhex(row.secret_hash),
-            principal=Principal(row.tenant, row.tenant_id, key_id),
+            principal=Principal(row.tenant, row.tenant_id, key_id,
+                                row.policy or row.tenant_policy),
             expires_at=expires.timestamp() if expires else None,
             revoked=row.revoked_at is not None, fetched=now)
         self._cache[key_id] = entry
@@ -273,13 +293,14 @@ class KeyStore:
 
 
 def _key_query() -> sa.Select:  # type: ignore[type-arg]
-    return sa.select(api_keys, tenants.c.name.label("tenant")).join(
+    return sa.select(api_keys, tenants.c.name.label("tenant"),
+                     tenants.c.policy.label("tenant_policy")).join(
         tenants, tenants.c.id == api_keys.c.tenant_id)
 
 
 def _info(row: sa.Row) -> KeyInfo:  # type: ignore[type-arg]
     return KeyInfo(row.key_id, row.tenant, row.tenant_id, row.name, row.created_at.replace(
-        tzinfo=row.created_at.tzinfo or UTC), _utc(row.expires_at), _utc(row.revoked_at))
+        tzinfo=row.created_at.tzinfo or UTC), _utc(row.expires_at), _utc(row.revoked_at), row.policy)
 
 
 def _utc(value: datetime | None) -> datetime | None:

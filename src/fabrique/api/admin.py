@@ -23,11 +23,18 @@ class CreateKey(BaseModel):
     name: str | None = Field(None, max_length=128)
     expires_at: datetime | None = None
     expires_in_days: float | None = Field(None, gt=0)
+    policy: str | None = Field(None, max_length=128)
 
 
 class CreateTenant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128)
+    policy: str | None = Field(None, max_length=128)
+
+
+class TenantPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy: str | None = Field(max_length=128)
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -73,8 +80,9 @@ async def create_key(request: web.Request) -> web.StreamResponse:
         except OverflowError as exc:
             raise InvalidField("expires_in_days: the date would be after the year 9999",
                                param="expires_in_days") from exc
+    _check_policy(request, spec.policy)
     info, key = await request.app[GATEWAY].keys.create_key(spec.tenant, name=spec.name,
-                                                           expires_at=expires)
+                                                           expires_at=expires, policy=spec.policy)
     return _json({**info.as_dict(), "key": key}, status=201)
 
 
@@ -93,8 +101,36 @@ async def revoke_key(request: web.Request) -> web.StreamResponse:
 @admin
 async def create_tenant(request: web.Request) -> web.StreamResponse:
     spec = _parse(CreateTenant, await _read(request))
-    await request.app[GATEWAY].keys.ensure_tenant(spec.name)
-    return _json({"name": spec.name.strip()}, status=201)
+    _check_policy(request, spec.policy)
+    keys = request.app[GATEWAY].keys
+    await keys.ensure_tenant(spec.name)
+    tenant = await keys.set_tenant_policy(spec.name, spec.policy) if spec.policy else {
+        "name": spec.name.strip(), "policy": None}
+    return _json(tenant, status=201)
+
+
+@admin
+async def set_tenant_policy(request: web.Request) -> web.StreamResponse:
+    """PUT /admin/tenants/{name}/policy {"policy": NAME or null}: null gives back config's."""
+    spec = _parse(TenantPolicy, await _read(request))
+    _check_policy(request, spec.policy)
+    return _json(await request.app[GATEWAY].keys.set_tenant_policy(request.match_info["name"],
+                                                                  spec.policy))
+
+
+@admin
+async def list_policies(request: web.Request) -> web.StreamResponse:
+    sov = request.app[GATEWAY].sovereignty
+    data = [{**policy.model_dump(mode="json"),
+             "default": name == sov.config.default_policy} for name, policy in sov.policies.items()]
+    return _json({"object": "list", "data": data})
+
+
+def _check_policy(request: web.Request, name: str | None) -> None:
+    known = request.app[GATEWAY].sovereignty.policies
+    if name is not None and name not in known:
+        raise InvalidField(f"policy: unknown policy {name!r} (declared in the config: "
+                           f"{', '.join(sorted(known))})", param="policy")
 
 
 @admin
@@ -108,3 +144,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/admin/keys/{key_id}", revoke_key)
     app.router.add_post("/admin/tenants", create_tenant)
     app.router.add_get("/admin/tenants", list_tenants)
+    app.router.add_put("/admin/tenants/{name}/policy", set_tenant_policy)
+    app.router.add_get("/admin/policies", list_policies)

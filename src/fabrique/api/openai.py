@@ -38,11 +38,15 @@ def completion_handler(endpoint: str) -> Handler:
         try:
             principal = await gateway.keys.authenticate(request.headers.get("Authorization"))
             body = await read_json(request, gateway.config.server.max_body_bytes)
-            ctx = RequestContext(gateway, request_id, endpoint, body, principal, received)
+            ctx = RequestContext(gateway, request_id, endpoint, body, principal, received,
+                                 declared_class=request.headers.get("x-fabrique-data-class"),
+                                 session=request.headers.get("x-fabrique-session-id"))
             await pipeline.run(ctx)
         except FabriqueError as error:
             if ctx is not None and ctx.attempts:
                 headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
+            if ctx is not None and ctx.data_class:
+                headers["x-fabrique-data-class"] = ctx.data_class
             access_log(gateway, request_id, endpoint, ctx, received, error.status, error.code)
             return error_response(error, headers)
         except Exception:
@@ -54,6 +58,10 @@ def completion_handler(endpoint: str) -> Handler:
         assert ctx.deployment is not None and ctx.upstream is not None
         headers["x-fabrique-deployment"] = ctx.deployment.name
         headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
+        headers["x-fabrique-data-class"] = ctx.data_class
+        headers["x-fabrique-jurisdiction"] = ctx.deployment.residency.jurisdiction or "unknown"
+        if ctx.pseudonymized:
+            headers["x-fabrique-pseudonymized"] = str(sum(len(found) for found in ctx.scans))
         overhead_ms = (time.perf_counter() - received - ctx.upstream_s) * 1000
         headers["Server-Timing"] = (f"fabrique;dur={overhead_ms:.2f}, "
                                     f"upstream;dur={ctx.upstream_s * 1000:.2f}")
@@ -108,10 +116,10 @@ def access_log(gateway: Gateway, request_id: str, endpoint: str, ctx: RequestCon
         access.info("%s %s status=%d code=%s ms=%.1f", request_id, endpoint, status, outcome, ms)
         return
     dep = ctx.deployment.name if ctx.deployment else "-"
-    access.info("%s %s tenant=%s key=%s model=%s deployment=%s stream=%s attempts=%d status=%d "
-                "outcome=%s ms=%.1f", request_id, endpoint, ctx.principal.tenant,
+    access.info("%s %s tenant=%s key=%s model=%s deployment=%s stream=%s class=%s attempts=%d "
+                "status=%d outcome=%s ms=%.1f", request_id, endpoint, ctx.principal.tenant,
                 ctx.principal.key_id, ctx.model or "-", dep, "yes" if ctx.stream else "no",
-                ctx.upstream_calls(), status, outcome or "ok", ms)
+                ctx.data_class or "-", ctx.upstream_calls(), status, outcome or "ok", ms)
 
 
 async def read_json(request: web.Request, limit: int) -> dict[str, object]:

@@ -1,20 +1,26 @@
 """The request path, in order. Each stage is ``async def stage(ctx: RequestContext) -> None``.
 
     1 validate   the body has what the endpoint needs; the model exists      → 400, 404
-    2 route      pick a deployment, call it; retry, fall back, break circuits → 429, 502-504
-    3 relay      (pipeline.relay) write the answer: JSON, or SSE chunk by chunk
+    2 classify   find personal data in every text; the request's data class  → 400 (bad header)
+    3 decide     keep the deployments the tenant's residency policy allows   → 403 residency_policy
+    4 protect    pseudonymize for deployments allowed only that way
+    5 route      pick a deployment, call it; retry, fall back, break circuits → 429, 502-504
+    6 relay      (pipeline.relay) write the answer: JSON, or SSE chunk by chunk
+    7 restore    (pipeline.restore, inside route and relay) originals back into the answer
 
-Admission (rate limits, budgets), classification, residency decisions, pseudonymization,
-metering and the audit record slot in between as their stages land.
+Admission (rate limits, budgets), metering and the audit record slot in as their stages land.
 """
 
 from __future__ import annotations
 
+from fabrique.pipeline.classify import classify
 from fabrique.pipeline.context import Decision, RequestContext, Stage
+from fabrique.pipeline.decide import decide
+from fabrique.pipeline.protect import protect
 from fabrique.pipeline.route import route
 from fabrique.pipeline.validate import validate
 
-STAGES: tuple[Stage, ...] = (validate, route)
+STAGES: tuple[Stage, ...] = (validate, classify, decide, protect, route)
 
 
 async def run(ctx: RequestContext) -> None:

@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from fabrique.config import PolicyConfig
     from fabrique.gateway import Gateway
     from fabrique.keys import Principal
+    from fabrique.policy.recognizers import Entity
+    from fabrique.policy.residency import Mode
+    from fabrique.policy.vault import Vault
     from fabrique.providers.base import SSEEvent, UpstreamResponse
     from fabrique.routing import Deployment, ModelGroup
 
@@ -55,6 +59,18 @@ class RequestContext:
     attempts: list[Attempt] = field(default_factory=list)
     charged: set[Deployment] = field(default_factory=set)  # breakers this request counted on
     decisions: list[Decision] = field(default_factory=list)
+    # Sovereignty: set by classify, decide and protect.
+    declared_class: str | None = None  # x-fabrique-data-class sent by the client
+    session: str | None = None  # x-fabrique-session-id: placeholders stay the same across it
+    policy: PolicyConfig | None = None
+    data_class: str = ""
+    floor: str = ""  # the class of what is left once personal values are pseudonymized
+    entity_counts: dict[str, int] = field(default_factory=dict)  # by type, never values
+    scans: list[list[Entity]] = field(default_factory=list)  # per text slot, in walk order
+    modes: dict[Deployment, Mode] | None = None  # the deployments the policy allows, and how
+    protected_body: dict[str, Any] | None = None  # the body with placeholders
+    vault: Vault | None = None
+    pseudonymized: bool = False  # the answering deployment got the protected body
 
     def upstream_calls(self) -> int:
         return sum(not a.outcome.startswith("skipped") for a in self.attempts)

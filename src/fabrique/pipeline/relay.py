@@ -1,4 +1,5 @@
-"""Stage 3: relay the upstream's answer, SSE event by event for streams.
+"""Stage 6: relay the upstream's answer, SSE event by event for streams, restoring the
+original values of a pseudonymized request (stage 7, ``pipeline.restore``) on the way.
 
 A stream that fails after its first byte (the upstream drops, stalls past ``idle_s`` or
 ``total_s``, sends an error event, or ends without ``[DONE]``) ends with an error event
@@ -17,6 +18,7 @@ import orjson
 
 from fabrique.errors import FabriqueError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from fabrique.pipeline.context import RequestContext
+from fabrique.pipeline.restore import StreamRestore
 from fabrique.providers.base import SSEEvent
 from fabrique.providers.errors import upstream_message
 
@@ -53,17 +55,21 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     armed = -slack
     reading = False  # what the timer interrupted: the upstream (True) or the client (False)
     batch: list[bytes] = []  # rewritten events not yet written
+    restore = StreamRestore(ctx.vault) if ctx.pseudonymized and ctx.vault is not None else None
     try:
         await start()
         async with asyncio.timeout(None) as timer:
             while event is not None:
                 if event.data == b"[DONE]":
+                    tail = restore.tail() if restore is not None else None
+                    if tail is not None:  # held back by a choice that never finished
+                        batch += (b"data: ", orjson.dumps({**tail, "model": ctx.model}), b"\n\n")
                     batch.append(DONE)
                     await write(b"".join(batch))
                     batch.clear()
                     ok = done = True
                     break
-                out = _rewrite(ctx, event)
+                out = _rewrite(ctx, event, restore)
                 if out is not None:
                     batch += (b"data: ", out, b"\n\n")
                 # Events that came in one read go out in one write (one send, not one each).
@@ -142,8 +148,9 @@ async def _write_error(write: Write, pending: list[bytes], error: FabriqueError)
     return str(error.code)
 
 
-def _rewrite(ctx: RequestContext, event: SSEEvent) -> bytes | None:
-    """The chunk to send the client (model name set to the public one), or None to drop it."""
+def _rewrite(ctx: RequestContext, event: SSEEvent, restore: StreamRestore | None) -> bytes | None:
+    """The chunk to send the client (model name set to the public one, original values
+    restored), or None to drop it."""
     if event.event == "error":
         raise UpstreamError(upstream_message(event.data) or "The upstream stream failed.")
     try:
@@ -162,4 +169,6 @@ def _rewrite(ctx: RequestContext, event: SSEEvent) -> bytes | None:
             return None  # the usage-only chunk this client did not ask for
         del chunk["usage"]
     chunk["model"] = ctx.model
+    if restore is not None:
+        restore.chunk(chunk)
     return orjson.dumps(chunk)

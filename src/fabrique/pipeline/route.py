@@ -1,4 +1,4 @@
-"""Stage 2: choose a deployment and call it; retry, fall back and trip breakers.
+"""Stage 5: choose a deployment and call it; retry, fall back and trip breakers.
 
 A failure *before the first byte* of an answer (no connection, a timeout, 429, 5xx, a
 stream whose first event is an error) is retried on the same deployment with jittered
@@ -28,6 +28,7 @@ from fabrique.errors import (
     UpstreamUnavailable,
 )
 from fabrique.pipeline.context import Attempt, RequestContext
+from fabrique.pipeline.restore import restore_answer
 from fabrique.providers import UpstreamRequest, UpstreamResponse
 from fabrique.providers.errors import upstream_error, upstream_message
 from fabrique.routing import Deployment, ModelGroup
@@ -40,7 +41,6 @@ RETRY, NEXT, REJECT = "retry", "next", "reject"
 
 async def route(ctx: RequestContext) -> None:
     settings = ctx.gateway.config.routing
-    with_usage = _with_stream_usage(ctx)
     calls = 0
     last: FabriqueError | None = None
     for group, dep in _candidates(ctx):
@@ -60,8 +60,7 @@ async def route(ctx: RequestContext) -> None:
                 break
             probe = dep.breaker.probing  # True only if this request just claimed the probe
             calls += 1
-            payload = with_usage if with_usage and dep.provider.stream_usage else ctx.body
-            failure = await _attempt(ctx, dep, payload, probe)
+            failure = await _attempt(ctx, dep, _payload(ctx, dep), probe)
             if failure is None:
                 if group is not ctx.group:
                     ctx.decide("route", f"fallback to {group.name}",
@@ -78,28 +77,43 @@ async def route(ctx: RequestContext) -> None:
 
 
 def _candidates(ctx: RequestContext) -> Iterator[tuple[ModelGroup, Deployment]]:
-    """Every deployment to try, in order: the model's, by its strategy, then its fallbacks'."""
+    """Every deployment to try, in order: the model's, by its strategy, then its fallbacks';
+    only those the residency policy allows (decide)."""
     assert ctx.group is not None
     table = ctx.gateway.table
+    allowed = ctx.modes
     for group in [ctx.group, *(g for name in ctx.group.fallbacks if (g := table.get(name)))]:
         for dep in group.ordered():
-            yield group, dep
+            if allowed is None or dep in allowed:
+                yield group, dep
 
 
-def _with_stream_usage(ctx: RequestContext) -> dict[str, Any] | None:
-    """The body asking for stream usage (metering needs it), when the client did not."""
+def _payload(ctx: RequestContext, dep: Deployment) -> dict[str, Any]:
+    """The body this deployment may receive (pseudonymized or not), asking for stream usage
+    (metering needs it) when the client did not."""
     body = ctx.body
-    if ctx.stream:
-        options = body.get("stream_options") or {}
-        if options.get("include_usage") is not True:
-            return {**body, "stream_options": {**options, "include_usage": True}}
-    return None
+    if ctx.modes is not None and ctx.modes[dep] == "pseudonymized":
+        assert ctx.protected_body is not None
+        body = ctx.protected_body
+    if _injects_usage(ctx, dep):
+        return {**body, "stream_options": {**(body.get("stream_options") or {}),
+                                           "include_usage": True}}
+    return body
+
+
+def _injects_usage(ctx: RequestContext, dep: Deployment) -> bool:
+    """Whether Fabrique asks this deployment for the stream's usage chunk, not the client."""
+    if not ctx.stream or not dep.provider.stream_usage:
+        return False
+    options = ctx.body.get("stream_options") or {}
+    return options.get("include_usage") is not True
 
 
 async def _attempt(ctx: RequestContext, dep: Deployment, payload: dict[str, Any],
                    probe: bool) -> tuple[str, FabriqueError] | None:
     request = UpstreamRequest(ctx.endpoint, {**payload, "model": dep.upstream_model}, ctx.stream)
     timeout = dep.timeouts.first_token_s if ctx.stream else dep.timeouts.total_s
+    ctx.pseudonymized = ctx.modes is not None and ctx.modes[dep] == "pseudonymized"
     started = time.perf_counter()
     dep.inflight += 1
     response: UpstreamResponse | None = None
@@ -130,7 +144,7 @@ async def _attempt(ctx: RequestContext, dep: Deployment, payload: dict[str, Any]
         ctx.attempts.append(Attempt(dep.name, "ok", elapsed))
         ctx.deployment, ctx.upstream, ctx.upstream_started = dep, response, started
         # Fabrique asked for the usage chunk, not the client: relay will hide it.
-        ctx.usage_injected = payload is not ctx.body
+        ctx.usage_injected = _injects_usage(ctx, dep)
         dep.breaker.success()
         dep.observe_latency(elapsed, ctx.gateway.config.routing.latency_ewma_alpha)
         if not ctx.stream:
@@ -166,6 +180,9 @@ async def _check(ctx: RequestContext, dep: Deployment,
             return RETRY, UpstreamError(f"The deployment '{dep.name}' sent a malformed answer.")
         ctx.usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
         data["model"] = ctx.model
+        if ctx.pseudonymized:
+            assert ctx.vault is not None
+            restore_answer(data, ctx.vault)
         response.body = orjson.dumps(data)
         return None
     if status == 429:

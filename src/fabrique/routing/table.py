@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from fabrique.config import Config, ModelConfig, Timeouts
+from fabrique.config import Config, Labels, ModelConfig, Timeouts
+from fabrique.policy.residency import Residency
 from fabrique.providers import Provider, build_provider
 from fabrique.routing.breaker import CircuitBreaker
 
@@ -22,6 +23,7 @@ class Deployment:
     weight: float
     timeouts: Timeouts
     breaker: CircuitBreaker
+    residency: Residency
     inflight: int = 0
     latency_ewma_s: float | None = None
 
@@ -61,6 +63,7 @@ class RoutingTable:
     def __init__(self, config: Config) -> None:
         self.providers: dict[str, Provider] = {p.name: build_provider(p) for p in config.providers}
         provider_timeouts = {p.name: p.timeouts for p in config.providers}
+        self.labels: dict[str, Labels] = {p.name: p for p in config.providers}
         breaker = config.routing.breaker
         self.groups: dict[str, ModelGroup] = {}
         for model in config.models:
@@ -78,7 +81,8 @@ class RoutingTable:
             name=dep.name or f"{dep.provider}/{upstream}", upstream_model=upstream,
             provider=self.providers[dep.provider], weight=dep.weight,
             timeouts=dep.timeouts or provider_timeouts[dep.provider],
-            breaker=CircuitBreaker(threshold, cooldown_s))
+            breaker=CircuitBreaker(threshold, cooldown_s),
+            residency=Residency.of(self.labels[dep.provider], dep))
 
     def get(self, name: str) -> ModelGroup | None:
         return self.groups.get(name)

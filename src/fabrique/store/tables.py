@@ -16,6 +16,8 @@ tenants = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # The residency policy of the tenant's keys that have none of their own; NULL: config's.
+    sa.Column("policy", sa.String(128), nullable=True),
 )
 
 api_keys = sa.Table(
@@ -30,4 +32,5 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("policy", sa.String(128), nullable=True),  # overrides the tenant's
 )

@@ -1,0 +1,48 @@
+"""Stage 2: find personal data in every text of the request; set its data class.
+
+The class is the highest of: the policy's default class, the class the client declared
+(``x-fabrique-data-class``, which can raise it, never lower it), the class of content
+that cannot be read (images, token ids), and the class of each entity found.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from fabrique.config import DATA_CLASSES
+from fabrique.errors import InvalidField
+from fabrique.pipeline.context import RequestContext
+from fabrique.policy.fields import Slot, walk
+from fabrique.policy.residency import highest
+
+
+async def classify(ctx: RequestContext) -> None:
+    sov = ctx.gateway.sovereignty
+    policy = ctx.policy = sov.policy_for(ctx.principal)
+    floor: list[str] = [policy.default_class]
+    if ctx.declared_class is not None:
+        if ctx.declared_class not in DATA_CLASSES:
+            raise InvalidField(f"The header x-fabrique-data-class must be one of "
+                               f"{', '.join(DATA_CLASSES)}.", param="x-fabrique-data-class",
+                               code="invalid_header")
+        floor.append(ctx.declared_class)
+    counts: Counter[str] = Counter()
+    unread: list[str] = []
+    scanner = sov.scanner
+    for item in walk(ctx.body, ctx.endpoint):
+        if isinstance(item, Slot):
+            found = scanner.scan(item.text)
+            ctx.scans.append(found)
+            counts.update(e.type for e in found)
+        else:
+            unread.append(f"{item.what} in {item.where}")
+    if unread:
+        floor.append(policy.uninspectable)
+    ctx.floor = highest(floor)
+    ctx.data_class = highest([ctx.floor, *(sov.class_of(t) for t in counts)])
+    ctx.entity_counts = dict(counts)
+    found_text = ", ".join(f"{t}×{n}" for t, n in sorted(counts.items())) or "no entity"
+    if unread:
+        found_text += f"; cannot inspect {unread[0]}" + (f" and {len(unread) - 1} more"
+                                                         if len(unread) > 1 else "")
+    ctx.decide("classify", ctx.data_class, found_text)
