@@ -61,6 +61,7 @@ class Gateway:
             self._model_check.cancel()
         await self.table.close()
         await self.db.close()
+        self.sovereignty.close()
 
 
 async def _listed_models(provider: object) -> set[str] | None:

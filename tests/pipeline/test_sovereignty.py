@@ -319,3 +319,44 @@ async def test_config_assigns_policies_to_tenants_and_a_key_overrides(
     resp = await client.post("/v1/chat/completions", json=body,
                              headers={"Authorization": f"Bearer {strict}"})
     assert resp.status == 403
+
+
+async def test_long_prompts_are_scanned_whole_off_the_event_loop(gateway_factory, tmp_path,
+                                                                 upstreams):
+    client, auth = await start(gateway_factory, tmp_path, upstreams)
+    long = "Rien à signaler. " * 8000 + f"Sauf {EMAIL}."  # ~136 KB: scanned in the worker
+    resp = await client.post("/v1/chat/completions", json=chat("us-only", long), headers=auth)
+    assert resp.status == 403
+    resp = await client.post("/v1/chat/completions", json=chat("us-only", long[:-40]),
+                             headers=auth)
+    assert resp.status == 200
+
+
+async def test_ner_finds_names_without_cues(gateway_factory, tmp_path, upstreams):
+    client, auth = await start(gateway_factory, tmp_path, upstreams, ner=True)
+    text = "Le dossier de Sophie Lefèvre est arrivé hier à Lyon."
+    resp = await client.post("/v1/chat/completions", json=chat("us-only", text), headers=auth)
+    assert resp.status == 403
+    assert resp.headers["x-fabrique-data-class"] == "personal"
+
+
+async def test_the_decision_trail_has_class_counts_rule_and_jurisdiction_never_values(
+        gateway_factory, tmp_path, upstreams):
+    from fabrique import pipeline
+    from fabrique.keys import Principal
+    from fabrique.pipeline.context import RequestContext
+
+    _, gateway = await gateway_factory(config(tmp_path, upstreams))
+    ctx = RequestContext(gateway, "req_1", "chat/completions", chat("us-then-eu", PERSONAL),
+                         Principal("acme", 1, "k", "pseudo"), 0.0)
+    await pipeline.run(ctx)
+    assert ctx.upstream is not None
+    await ctx.upstream.close()
+    trail = [(d.stage, d.outcome, d.reason) for d in ctx.decisions]
+    assert trail[0] == ("classify", "personal", "EMAIL×2, IBAN×1, PHONE_NUMBER×1")
+    assert trail[1][:2] == ("decide", "mixed")
+    assert "policy 'pseudo' keeps personal data in EEA" in trail[1][2]
+    assert trail[2] == ("protect", "pseudonymized", "4 value(s) replaced by placeholders")
+    assert trail[-1][0] == "route" and "jurisdiction " in trail[-1][2]
+    for value in (IBAN, EMAIL, PHONE, "FR76"):
+        assert value not in repr(trail)

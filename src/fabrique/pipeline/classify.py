@@ -26,16 +26,15 @@ async def classify(ctx: RequestContext) -> None:
                                f"{', '.join(DATA_CLASSES)}.", param="x-fabrique-data-class",
                                code="invalid_header")
         floor.append(ctx.declared_class)
-    counts: Counter[str] = Counter()
+    texts: list[str] = []
     unread: list[str] = []
-    scanner = sov.scanner
     for item in walk(ctx.body, ctx.endpoint):
         if isinstance(item, Slot):
-            found = scanner.scan(item.text)
-            ctx.scans.append(found)
-            counts.update(e.type for e in found)
+            texts.append(item.text)
         else:
             unread.append(f"{item.what} in {item.where}")
+    ctx.scans = await sov.scan_all(texts)
+    counts = Counter(e.type for found in ctx.scans for e in found)
     if unread:
         floor.append(policy.uninspectable)
     ctx.floor = highest(floor)

@@ -65,7 +65,9 @@ async def route(ctx: RequestContext) -> None:
                 if group is not ctx.group:
                     ctx.decide("route", f"fallback to {group.name}",
                                f"every deployment of {ctx.model} failed")
+                mode = "pseudonymized" if ctx.pseudonymized else "in clear"
                 ctx.decide("route", f"deployment {dep.name}",
+                           f"jurisdiction {dep.residency.jurisdiction or 'unknown'}, {mode}; "
                            f"strategy {group.strategy}, attempt {calls}")
                 return
             action, last = failure

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 from fabrique.config import PolicyConfig, SovereigntyConfig
 from fabrique.errors import ConfigError
 from fabrique.keys import Principal
-from fabrique.policy.recognizers import RecognizerSpec, Scanner
+from fabrique.policy.recognizers import Entity, RecognizerSpec, Scanner
 from fabrique.policy.residency import BUILTIN_DEFAULT
 from fabrique.policy.vault import Vault, VaultStore
+
+# Text scanned on the event loop at most; more (or any NER) goes to a worker thread, so
+# that one 8 MB prompt does not stall every other request for seconds.
+_INLINE_CHARS = 64 * 1024
 
 
 class Sovereignty:
@@ -29,6 +36,19 @@ class Sovereignty:
         self.policies.update({p.name: p for p in config.policies})
         self.vaults = (VaultStore(config.session_vaults, config.session_ttl_s)
                        if config.session_vaults else None)
+        # One worker: spaCy pipelines are not meant to be called from threads at once.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="fabrique-scan")
+
+    async def scan_all(self, texts: list[str]) -> list[list[Entity]]:
+        """The entities of each text; long texts and NER run off the event loop."""
+        scan = self.scanner.scan
+        if not self.config.ner and sum(map(len, texts)) <= _INLINE_CHARS:
+            return [scan(text) for text in texts]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, lambda: [scan(t) for t in texts])
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
 
     def class_of(self, entity_type: str) -> str:
         return self.entity_class.get(entity_type, "personal")
