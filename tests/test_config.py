@@ -67,6 +67,10 @@ def test_bad_recognizers_and_policies_fail_at_start_naming_them(tmp_path):
         f"{path}:4: sovereignty.default_policy: unknown policy 'open' (declared: default)",
         f"{path}:3: sovereignty.tenants.acme: tenant 'acme' has unknown policy 'strict' "
         "(declared: default)"]
+    path = write(tmp_path, "sovereignty:\n  entity_classes:\n    FR_NIR: sensitive\n    NIR: sensitive\n")
+    assert error_of(path).startswith(
+        f"{path}:4: sovereignty.entity_classes.NIR: unknown entity type 'NIR' (known: ADDRESS, "
+        "CREDIT_CARD, DATE_OF_BIRTH, EMAIL, FR_ADDRESS, FR_NIR,")
     path = write(tmp_path, "sovereignty:\n  policies:\n    - name: p\n      personal:\n"
                            "        jurisdictions: [France]\n")
     assert f"{path}:5: sovereignty.policies[0].personal" in error_of(path)

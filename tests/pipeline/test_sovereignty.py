@@ -360,3 +360,15 @@ async def test_the_decision_trail_has_class_counts_rule_and_jurisdiction_never_v
     assert trail[-1][0] == "route" and "jurisdiction " in trail[-1][2]
     for value in (IBAN, EMAIL, PHONE, "FR76"):
         assert value not in repr(trail)
+
+
+async def test_entity_classes_raise_or_silence_a_type(gateway_factory, tmp_path, upstreams):
+    client, auth = await start(gateway_factory, tmp_path, upstreams,
+                               entity_classes={"IP_ADDRESS": "internal", "EMAIL": "sensitive"})
+    resp = await client.post("/v1/chat/completions",
+                             json=chat("us-only", "Le serveur 192.168.12.7 ne répond plus."),
+                             headers=auth)
+    assert resp.status == 200 and resp.headers["x-fabrique-data-class"] == "internal"
+    resp = await client.post("/v1/chat/completions", json=chat("eu-only", f"Écrire à {EMAIL}"),
+                             headers=auth)
+    assert resp.headers["x-fabrique-data-class"] == "sensitive"

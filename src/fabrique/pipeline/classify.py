@@ -34,6 +34,8 @@ async def classify(ctx: RequestContext) -> None:
         else:
             unread.append(f"{item.what} in {item.where}")
     ctx.scans = await sov.scan_all(texts)
+    if sov.entity_class:  # types the config made public or internal are neither counted nor replaced
+        ctx.scans = [[e for e in found if sov.counts(e.type)] for found in ctx.scans]
     counts = Counter(e.type for found in ctx.scans for e in found)
     if unread:
         floor.append(policy.uninspectable)

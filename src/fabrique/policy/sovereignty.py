@@ -32,6 +32,7 @@ class Sovereignty:
             raise ConfigError(f"sovereignty: {exc}") from exc
         # Every built-in type is personal; custom recognizers say their class.
         self.entity_class: dict[str, str] = {r.type: r.data_class for r in config.recognizers}
+        self.entity_class.update(config.entity_classes)
         self.policies: dict[str, PolicyConfig] = {"default": BUILTIN_DEFAULT}
         self.policies.update({p.name: p for p in config.policies})
         self.vaults = (VaultStore(config.session_vaults, config.session_ttl_s)
@@ -52,6 +53,10 @@ class Sovereignty:
 
     def class_of(self, entity_type: str) -> str:
         return self.entity_class.get(entity_type, "personal")
+
+    def counts(self, entity_type: str) -> bool:
+        """Whether findings of this type matter: not turned public or internal in config."""
+        return self.class_of(entity_type) in ("personal", "sensitive")
 
     def policy_for(self, principal: Principal) -> PolicyConfig:
         """The key's policy, else its tenant's (admin API), else config's for the tenant,
