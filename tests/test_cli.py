@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -100,7 +101,7 @@ def test_policies_for_tenants_and_keys(env, tmp_path):
     run("keys", "create", "--tenant", "acme", "--policy", "open", "--config", str(path), env=env)
     assert '"policy":"open"' in run("keys", "list", "--json", env=env).stdout
     run("tenants", "set-policy", "acme", env=env)
-    assert run("tenants", "list", env=env).stdout == "acme\t(config)\n"
+    assert run("tenants", "list", env=env).stdout == "acme\tdefault (default)\n"
 
 
 def test_config_errors_name_file_field_and_line(env, tmp_path):
@@ -145,8 +146,6 @@ def test_simulate_rejects_bad_options(env):
 
 
 def test_scan_prints_one_json_object_per_finding(env, tmp_path):
-    import json
-
     text = "Écrivez à léa@example.fr ou au 06 12 34 56 78.\n"
     result = subprocess.run([*FABRIQUE, "scan"], input=text, env=env, capture_output=True,
                             text=True, timeout=60)
@@ -161,8 +160,6 @@ def test_scan_prints_one_json_object_per_finding(env, tmp_path):
 
 
 def test_scan_ner_finds_names_no_cue_announces(env):
-    import json
-
     text = "Hier, Claire Bernard a signé le contrat.\n"
     plain = run_with_input(["scan"], text, env)
     assert plain.returncode == 0 and plain.stdout == ""
@@ -185,3 +182,14 @@ def test_scan_ner_without_spacy_says_how_to_install_it(env, tmp_path):
 def run_with_input(args: list[str], text: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FABRIQUE, *args], input=text, env=env, capture_output=True, text=True,
                           timeout=60)
+
+
+def test_scan_uses_the_configs_own_recognizers(env, tmp_path):
+    path = tmp_path / "f.yaml"
+    path.write_text("sovereignty:\n  recognizers:\n    - {name: staff, type: EMPLOYEE_ID, "
+                    "patterns: ['\\bEMP-\\d{6}\\b']}\n")
+    text = "Badge EMP-123456 perdu."
+    assert run_with_input(["scan"], text, env).stdout == ""
+    found = run_with_input(["scan", "--config", str(path)], text, env)
+    assert json.loads(found.stdout) == {"type": "EMPLOYEE_ID", "start": 6, "end": 16,
+                                        "text": "EMP-123456", "score": 1.0}

@@ -61,7 +61,8 @@ def test_bad_recognizers_and_policies_fail_at_start_naming_them(tmp_path):
     path = write(tmp_path, "sovereignty:\n  recognizers:\n    - {name: x, type: X, patterns: ['a*']}\n")
     assert "recognizer 'x': pattern 1 matches the empty string" in error_of(path)
     path = write(tmp_path, "sovereignty:\n  recognizers:\n    - {name: x, type: lower, deny_list: [a]}\n")
-    assert f"{path}:3: sovereignty.recognizers[0].type: String should match pattern" in error_of(path)
+    assert error_of(path) == (f"{path}:3: sovereignty.recognizers[0].type: 'lower' must be "
+                              "UPPER_SNAKE, e.g. LOWER")
     path = write(tmp_path, "sovereignty:\n  tenants:\n    acme: strict\n  default_policy: open\n")
     assert error_of(path).splitlines() == [
         f"{path}:4: sovereignty.default_policy: unknown policy 'open' (declared: default)",
@@ -73,7 +74,12 @@ def test_bad_recognizers_and_policies_fail_at_start_naming_them(tmp_path):
         "CREDIT_CARD, DATE_OF_BIRTH, EMAIL, FR_ADDRESS, FR_NIR,")
     path = write(tmp_path, "sovereignty:\n  policies:\n    - name: p\n      personal:\n"
                            "        jurisdictions: [France]\n")
-    assert f"{path}:5: sovereignty.policies[0].personal" in error_of(path)
+    assert error_of(path) == (
+        f"{path}:5: sovereignty.policies[0].personal: jurisdictions: 'France' is not an ISO "
+        "3166-1 country code (two capital letters, e.g. FR, DE, US), or EEA, EU or *")
+    path = write(tmp_path, "providers:\n  - {name: a, type: simulated, jurisdiction: UK}\n")
+    assert error_of(path) == (f"{path}:2: providers[0].jurisdiction: 'UK' is not an ISO 3166-1 "
+                              "country code (two capital letters, e.g. FR, DE, US); ISO writes GB")
 
 
 def test_a_wrong_provider_type_points_at_the_type_line(tmp_path):

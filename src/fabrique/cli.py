@@ -231,8 +231,9 @@ def _with_store(config: Path | None, action: Any, policy: str | None = None) -> 
         cfg = _config(config)
         known = cfg.sovereignty.policy_names()
         if policy is not None and policy not in known:
-            raise FabriqueError(f"unknown policy {policy!r} (declared in the config: "
-                                f"{', '.join(known)})")
+            where = ("declared in the config" if config else "the built-in config declares "
+                     "only; give the gateway's config with --config FILE or FABRIQUE_CONFIG")
+            raise FabriqueError(f"unknown policy {policy!r} ({where}: {', '.join(known)})")
         db = await Database(cfg.database_url()).open()
         try:
             return await action(KeyStore(db))
@@ -247,7 +248,8 @@ def _with_store(config: Path | None, action: Any, policy: str | None = None) -> 
 
 @tenants_app.command("list")
 def tenants_list(config: ConfigOpt = None) -> None:
-    """List tenants and the residency policy the admin API gave them.
+    """List tenants and the residency policy that applies to their keys (the one the admin
+    API gave, else the config's for the tenant, else the default).
 
     Example: `fabrique tenants list`
     """
@@ -256,8 +258,13 @@ def tenants_list(config: ConfigOpt = None) -> None:
     async def list_(store: KeyStore) -> list[dict[str, object]]:
         return await store.list_tenants()
 
-    for tenant in _with_store(config, list_):
-        typer.echo(f"{tenant['name']}\t{tenant['policy'] or '(config)'}")
+    tenants = _with_store(config, list_)
+    sov = _config(config).sovereignty
+    for tenant in tenants:
+        name = str(tenant["name"])
+        given = tenant["policy"] or (f"{sov.tenants[name]} (config)" if name in sov.tenants
+                                     else f"{sov.default_policy} (default)")
+        typer.echo(f"{name}\t{given}")
 
 
 @tenants_app.command("set-policy")
@@ -275,7 +282,7 @@ def tenants_set_policy(
     from fabrique.keys import KeyStore
 
     async def set_(store: KeyStore) -> dict[str, object]:
-        return await store.set_tenant_policy(tenant, policy)
+        return await store.set_tenant_policy(tenant, policy, create=True)
 
     result = _with_store(config, set_, policy)
     typer.echo(f"Tenant {result['name']}: policy {result['policy'] or '(from the config)'}. "
@@ -286,24 +293,32 @@ def tenants_set_policy(
 def scan(
     file: Annotated[Path | None, typer.Argument(
         help="Text file to scan; standard input when absent.", show_default=False)] = None,
-    min_score: Annotated[float, typer.Option(help="Report findings scoring at least this.")] = 0.5,
+    min_score: Annotated[float | None, typer.Option(
+        help="Report findings scoring at least this (default: the config's, 0.5).",
+        show_default=False)] = None,
     max_bytes: Annotated[int, typer.Option(help="Refuse larger input.")] = 8 * 1024 * 1024,
-    ner: Annotated[bool, typer.Option(
-        "--ner", help="Find person names with spaCy NER too (pip install 'fabrique[ner]').")] = False,
+    ner: Annotated[bool | None, typer.Option(
+        "--ner/--no-ner", help="Find person names with spaCy NER too (pip install "
+        "'fabrique[ner]'); default: the config's sovereignty.ner.", show_default=False)] = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Find personal data in text, as the gateway would: one JSON object per finding,
-    `{"type", "start", "end", "text", "score"}`, offsets in characters.
+    """Find personal data in text, as the gateway would (with the config's own recognizers
+    when given one): one JSON object per finding, `{"type", "start", "end", "text", "score"}`,
+    offsets in characters.
 
     Example: `echo "IBAN FR76 3000 6000 0112 3456 7890 189" | fabrique scan`
     """
     import orjson
 
-    from fabrique.policy import NerUnavailable, Scanner
+    from fabrique.policy.sovereignty import scanner_for
 
     try:
-        scanner = Scanner(ner=ner, min_score=min_score, cache_size=0)
-    except NerUnavailable as exc:
-        raise _fail(FabriqueError(f"--ner: {exc}")) from None
+        scanner = scanner_for(_config(config).sovereignty, ner=ner, min_score=min_score,
+                              cache_size=0)
+    except FabriqueError as error:
+        if ner and error.message.startswith("sovereignty.ner: "):  # the flag asked for it
+            error = FabriqueError(error.message.replace("sovereignty.ner", "--ner", 1))
+        raise _fail(error) from None
     source = str(file) if file else "standard input"
     try:
         stream = file.open("rb") if file else sys.stdin.buffer
@@ -333,6 +348,9 @@ def config_check(path: Annotated[Path, typer.Argument(help="The YAML file.")]) -
         raise _fail(error) from None
     typer.echo(f"{path}: ok — {len(cfg.providers)} providers, {len(cfg.models)} models: "
                + (", ".join(m.name for m in cfg.models) or "none"))
+    sov = cfg.sovereignty
+    typer.echo(f"{path}: policies: {', '.join(sov.policy_names())} (default: {sov.default_policy})"
+               + "".join(f"; {t}: {p}" for t, p in sov.tenants.items()))
     if not cfg.models:
         typer.echo(f"{path}: warning: no models are declared, so the gateway would serve none "
                    "(see examples/fabrique.yaml)", err=True)

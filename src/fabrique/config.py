@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -84,15 +85,34 @@ Hosting = Literal["self-hosted", "eu-cloud", "non-eu-cloud"]
 _HOSTINGS: tuple[Hosting, ...] = ("self-hosted", "eu-cloud", "non-eu-cloud")
 DataClass = Literal["public", "internal", "personal", "sensitive"]
 DATA_CLASSES: tuple[DataClass, ...] = ("public", "internal", "personal", "sensitive")
-_JURISDICTION = r"^[A-Z]{2}$"
+# ISO 3166-1 alpha-2, the codes in use (2026).
+_ISO_3166 = """
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
+EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
+LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
+NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"""
+_COUNTRIES = frozenset(_ISO_3166.split())
+_NOT_ISO = {"UK": "GB", "EL": "GR"}  # codes people write that ISO spells otherwise
+
+
+def _country(code: str) -> str:
+    if code in _COUNTRIES:
+        return code
+    hint = (f"; ISO writes {_NOT_ISO[code]}" if code in _NOT_ISO else
+            f"; did you mean {code.upper()}?" if code.upper() in _COUNTRIES else "")
+    raise ValueError(f"{code!r} is not an ISO 3166-1 country code (two capital letters, "
+                     f"e.g. FR, DE, US){hint}")
 
 
 class Labels(_Model):
     """Where a deployment runs and who operates it: what residency policies are decided on."""
 
-    jurisdiction: str | None = Field(
-        None, pattern=_JURISDICTION,
-        description="ISO 3166-1 country code of where the model runs and the data is processed, "
+    jurisdiction: Annotated[str, AfterValidator(_country)] | None = Field(
+        None, description="ISO 3166-1 country code of where the model runs and the data is processed, "
         "e.g. FR; EU/EEA membership is derived from it. Unset means unknown, which no policy "
         "rule naming jurisdictions accepts.")
     hosting: Hosting | None = Field(
@@ -207,7 +227,7 @@ class ClassRule(_Model):
     """Where one data class may go in clear, and what to do with the deployments outside."""
 
     jurisdictions: list[str] = Field(
-        default_factory=lambda: ["*"],
+        default_factory=lambda: ["*"], min_length=1,
         description="Where it may be processed: ISO country codes, EEA (the EU's 27 with "
         "Iceland, Liechtenstein and Norway), EU, or * for anywhere.")
     hostings: list[Hosting] = Field(
@@ -223,9 +243,11 @@ class ClassRule(_Model):
     @model_validator(mode="after")
     def _check_jurisdictions(self) -> ClassRule:
         for code in self.jurisdictions:
-            if code not in ("*", "EEA", "EU") and not re.fullmatch(_JURISDICTION, code):
-                raise ValueError(f"jurisdiction {code!r} is not an ISO 3166-1 country code "
-                                 "(two capital letters), EEA, EU or *")
+            if code not in ("*", "EEA", "EU"):
+                try:
+                    _country(code)
+                except ValueError as exc:
+                    raise ValueError(f"jurisdictions: {exc}, or EEA, EU or *") from None
         return self
 
 
@@ -258,12 +280,19 @@ class PolicyConfig(_Model):
         return rule
 
 
+def _entity_type(name: str) -> str:
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+        raise ValueError(f"{name!r} must be UPPER_SNAKE, e.g. "
+                         f"{re.sub(r'[^A-Z0-9]+', '_', name.upper()).strip('_') or 'EMPLOYEE_ID'}")
+    return name
+
+
 class RecognizerConfig(_Model):
     """A recognizer of your own: regular expressions or a deny-list of words."""
 
     name: str = Field(description="Recognizer name, used in error messages.")
-    type: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$",
-                      description="Entity type it reports, UPPER_SNAKE (e.g. EMPLOYEE_ID).")
+    type: Annotated[str, AfterValidator(_entity_type)] = Field(
+        description="Entity type it reports, UPPER_SNAKE (e.g. EMPLOYEE_ID).")
     patterns: list[str] = Field(
         default_factory=list, description="Regular expressions (Python syntax); a named group "
         "(?P<v>…) marks the value inside a larger match.")

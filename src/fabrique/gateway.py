@@ -30,6 +30,11 @@ class Gateway:
 
     async def start(self) -> None:
         await self.db.open()
+        missing = await self.keys.assigned_policies() - set(self.sovereignty.policies)
+        for name in sorted(missing):
+            log.warning("policy %r is given to tenants or keys in the database but not declared "
+                        "in the config: their requests follow the config's policy for the tenant "
+                        "(or %r) until it is declared again", name, self.config.sovereignty.default_policy)
         await self.table.start()
         # In the background: a slow or absent upstream must not delay the start.
         self._model_check = asyncio.create_task(self.check_upstream_models())

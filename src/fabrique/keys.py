@@ -143,15 +143,31 @@ class KeyStore:
         return [{"name": r.name, "created_at": _iso(_utc(r.created_at)), "policy": r.policy}
                 for r in rows]
 
-    async def set_tenant_policy(self, name: str, policy: str | None) -> dict[str, object]:
-        """Give a tenant's keys (those without their own) a residency policy; None: config's."""
-        tenant_id = await self.ensure_tenant(name)
+    async def set_tenant_policy(self, name: str, policy: str | None, *,
+                                create: bool = False) -> dict[str, object]:
+        """Give a tenant's keys (those without their own) a residency policy; None: config's.
+        An unknown tenant is NotFound, unless ``create``."""
+        if create:
+            tenant_id = await self.ensure_tenant(name)
+        else:
+            async with self._begin() as conn:
+                found = await conn.scalar(sa.select(tenants.c.id).where(tenants.c.name == name))
+            if found is None:
+                raise NotFound(f"no tenant named {name!r}", param="name", code="tenant_not_found")
+            tenant_id = int(found)
         async with self._begin() as conn:
             await conn.execute(tenants.update().where(tenants.c.id == tenant_id)
                                .values(policy=policy))
             row = (await conn.execute(sa.select(tenants).where(tenants.c.id == tenant_id))).one()
         self._forget_all()  # this process applies it at once; others within the cache TTL
         return {"name": row.name, "created_at": _iso(_utc(row.created_at)), "policy": row.policy}
+
+    async def assigned_policies(self) -> set[str]:
+        """Every policy name the admin API gave a tenant or a key."""
+        async with self._begin() as conn:
+            names = set((await conn.execute(sa.select(tenants.c.policy).distinct())).scalars())
+            names |= set((await conn.execute(sa.select(api_keys.c.policy).distinct())).scalars())
+        return {n for n in names if n is not None}
 
     def _forget_all(self) -> None:
         self._revocations += 1  # a lookup in flight must not cache what it read before

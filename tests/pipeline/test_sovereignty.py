@@ -44,7 +44,10 @@ class Recorder:
         body = json.loads(raw)
         last = body["messages"][-1]["content"]
         text = f"Vous avez écrit : {last}" if isinstance(last, str) else "une image"
-        tools = bool(body.get("tools"))
+        if body.get("response_format", {}).get("type") == "json_object":
+            text = json.dumps({"echo": text}, ensure_ascii=False)
+        tools = bool(body.get("tools")) or bool(body.get("functions"))
+        legacy = bool(body.get("functions"))
         arguments = json.dumps({"note": text}, ensure_ascii=False)
         step = int(request.headers.get("x-test-chunk", "4"))
         if not body.get("stream"):
@@ -62,7 +65,8 @@ class Recorder:
         for i in range(0, len(source), step):
             piece = source[i:i + step]
             delta: dict[str, Any] = (
-                {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} if tools
+                {"function_call": {"arguments": piece}} if legacy
+                else {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} if tools
                 else {"content": piece})
             await self._event(response, {"id": "x", "object": "chat.completion.chunk",
                                          "created": 1, "model": body["model"],
@@ -141,7 +145,10 @@ async def test_personal_data_is_refused_where_the_default_policy_forbids_it(
     error = (await resp.json())["error"]
     assert error["code"] == "residency_policy"
     assert error["type"] == "permission_error"
-    assert "policy 'default' keeps personal data in EEA" in error["message"]
+    assert error["message"].startswith(
+        "This request holds personal data (EMAIL×2, IBAN×1, PHONE_NUMBER×1) and policy "
+        "'default' keeps personal data in EEA jurisdictions; no deployment of the model "
+        "'us-only' qualifies")
     assert "us/big (US, non-eu-cloud, exposed to non-EU law)" in error["message"]
     assert resp.headers["x-fabrique-data-class"] == "personal"
     assert upstreams["us"][0].bodies == []
@@ -247,6 +254,10 @@ async def test_every_text_field_is_scanned(gateway_factory, tmp_path, upstreams)
         resp = await client.post("/v1/chat/completions", json={"model": "us-only", **case},
                                  headers=auth)
         assert resp.status == 403, case
+    resp = await client.post("/v1/chat/completions", json={"model": "us-only", **cases[4]},
+                             headers=auth)
+    assert "(no entity; cannot inspect image_url in messages[0].content[0])" in (
+        await resp.json())["error"]["message"]
     resp = await client.post("/v1/embeddings", json={"model": "embed-us", "input": [
         "rien", f"mail {EMAIL}"]}, headers=auth)
     assert resp.status == 403
@@ -261,7 +272,7 @@ async def test_declared_class_raises_the_floor_and_bad_values_are_refused(
                              headers={**auth, "x-fabrique-data-class": "personal"})
     assert resp.status == 403
     resp = await client.post("/v1/chat/completions", json=chat("eu-only", "Rien."),
-                             headers={**auth, "x-fabrique-data-class": "public"})
+                             headers={**auth, "x-fabrique-data-class": "Public"})
     assert resp.headers["x-fabrique-data-class"] == "internal"  # never lowered
     resp = await client.post("/v1/chat/completions", json=body,
                              headers={**auth, "x-fabrique-data-class": "secret"})
@@ -293,6 +304,9 @@ async def test_session_keeps_placeholders_across_requests(gateway_factory, tmp_p
 async def test_tenant_policy_through_the_admin_api(gateway_factory, tmp_path, upstreams):
     client, auth = await start(gateway_factory, tmp_path, upstreams)
     admin = {"Authorization": "Bearer test-admin-token"}
+    resp = await client.put("/admin/tenants/ghost/policy", json={"policy": "pseudo"}, headers=admin)
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "tenant_not_found"
     resp = await client.put("/admin/tenants/acme/policy", json={"policy": "nope"}, headers=admin)
     assert resp.status == 400
     assert "unknown policy 'nope'" in (await resp.json())["error"]["message"]
@@ -372,3 +386,64 @@ async def test_entity_classes_raise_or_silence_a_type(gateway_factory, tmp_path,
     resp = await client.post("/v1/chat/completions", json=chat("eu-only", f"Écrire à {EMAIL}"),
                              headers=auth)
     assert resp.headers["x-fabrique-data-class"] == "sensitive"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_json_answers_stay_valid_json_when_a_value_has_a_line_break(
+        gateway_factory, tmp_path, upstreams, stream):
+    client, auth = await start(gateway_factory, tmp_path, upstreams, policy="pseudo")
+    address = "12 rue des Lilas\n75011 Paris"
+    body = chat("us-only", f"Livrer au {address}", stream=stream,
+                response_format={"type": "json_object"})
+    resp = await client.post("/v1/chat/completions", json=body, headers={**auth, "x-test-chunk": "3"})
+    assert resp.status == 200
+    if stream:
+        content = "".join(json.loads(e.removeprefix("data: "))["choices"][0]["delta"].get("content")
+                          or "" for e in (await resp.text()).split("\n\n")[:-2])
+    else:
+        content = (await resp.json())["choices"][0]["message"]["content"]
+    assert json.loads(content) == {"echo": f"Vous avez écrit : Livrer au {address}"}
+    assert "Lilas" not in upstreams["us"][0].received()
+
+
+async def test_legacy_function_call_streams_are_restored(gateway_factory, tmp_path, upstreams):
+    client, auth = await start(gateway_factory, tmp_path, upstreams, policy="pseudo")
+    body = chat("us-only", f"Écrire à {EMAIL}", stream=True,
+                functions=[{"name": "note", "parameters": {"type": "object"}}])
+    resp = await client.post("/v1/chat/completions", json=body, headers={**auth, "x-test-chunk": "2"})
+    arguments = ""
+    for event in (await resp.text()).split("\n\n")[:-2]:
+        delta = json.loads(event.removeprefix("data: "))["choices"][0]["delta"]
+        arguments += (delta.get("function_call") or {}).get("arguments") or ""
+    assert json.loads(arguments) == {"note": f"Vous avez écrit : Écrire à {EMAIL}"}
+
+
+async def test_sessions_belong_to_one_key(gateway_factory, tmp_path, upstreams):
+    client, gateway = await gateway_factory(config(tmp_path, upstreams))
+    alice = (await gateway.keys.create_key("acme", policy="pseudo"))[1]
+    bob = (await gateway.keys.create_key("acme", policy="pseudo"))[1]
+    session = {"x-fabrique-session-id": "42"}
+    resp = await client.post("/v1/chat/completions", json=chat("us-only", f"IBAN {IBAN}"),
+                             headers={"Authorization": f"Bearer {alice}", **session})
+    assert resp.status == 200
+    # Bob's request is pseudonymized too (his e-mail), so his answer is restored: from his
+    # own session's vault, which has no IBAN_1.
+    resp = await client.post("/v1/chat/completions",
+                             json=chat("us-only", f"Répétez «IBAN_1» à {EMAIL}"),
+                             headers={"Authorization": f"Bearer {bob}", **session})
+    assert resp.headers["x-fabrique-pseudonymized"] == "1"
+    answer = (await resp.json())["choices"][0]["message"]["content"]
+    assert answer == f"Vous avez écrit : Répétez «IBAN_1» à {EMAIL}"
+
+
+async def test_a_policy_removed_from_the_config_falls_back_and_says_so(
+        gateway_factory, tmp_path, upstreams, caplog):
+    _, first = await gateway_factory(config(tmp_path, upstreams))
+    _, key = await first.keys.create_key("acme")
+    await first.keys.set_tenant_policy("acme", "pseudo")
+    client, _ = await gateway_factory(config(tmp_path, upstreams, policies=[]))
+    assert "policy 'pseudo' is given to tenants or keys in the database" in caplog.text
+    resp = await client.post("/v1/chat/completions", json=chat("us-only", PERSONAL),
+                             headers={"Authorization": f"Bearer {key}"})
+    assert resp.status == 403
+    assert "policy 'default'" in (await resp.json())["error"]["message"]

@@ -20,6 +20,8 @@ def test_labels_inherit_from_the_provider_and_exposure_follows_hosting():
     assert Residency.of(provider, Labels(jurisdiction="FR", hosting="eu-cloud")) == DE_CLOUD.__class__(
         "FR", "eu-cloud", False)
     assert Residency.of(Labels(), Labels()) == UNKNOWN
+    eu = Labels(jurisdiction="FR", hosting="eu-cloud", non_eu_law_exposure=False)
+    assert Residency.of(eu, Labels(hosting="non-eu-cloud")).non_eu_law_exposure is True
     explicit = Labels(jurisdiction="FR", hosting="eu-cloud", non_eu_law_exposure=True)
     assert Residency.of(explicit, Labels()).non_eu_law_exposure is True
     assert {"NO", "IS", "LI", "FR", "DE"} <= EEA and "CH" not in EEA and "GB" not in EEA
@@ -64,5 +66,23 @@ def test_refusals_say_why():
 def test_bad_jurisdictions_are_refused_in_config():
     with pytest.raises(ValueError, match="'France' is not an ISO 3166-1 country code"):
         ClassRule(jurisdictions=["France"])
-    with pytest.raises(ValueError, match="jurisdiction"):
+    with pytest.raises(ValueError, match="did you mean FR"):
         Labels(jurisdiction="fr")
+    with pytest.raises(ValueError, match="ISO writes GR"):
+        Labels(jurisdiction="EL")
+    with pytest.raises(ValueError, match="at least 1"):
+        ClassRule(jurisdictions=[])
+
+
+def test_every_class_up_to_the_requests_must_allow_it():
+    # Rules out of order: internal data only in France, personal data in the whole EEA.
+    policy = PolicyConfig(name="p", internal=ClassRule(jurisdictions=["FR"]))
+    assert judge(policy, "internal", "internal", DE_CLOUD)[0] is None
+    mode, why = judge(policy, "personal", "internal", DE_CLOUD)
+    assert mode is None and why == "for internal data, its jurisdiction (DE) is not in FR"
+    assert judge(policy, "personal", "internal", FR_SELF)[0] == "clear"
+    # Sensitive data is personal data too: the personal rule applies to it as well.
+    strict = PolicyConfig(name="s", personal=ClassRule(jurisdictions=["FR"]),
+                          sensitive=ClassRule(jurisdictions=["EEA"]))
+    mode, why = judge(strict, "sensitive", "internal", DE_CLOUD)
+    assert mode is None and why == "for personal data, its jurisdiction (DE) is not in FR"

@@ -104,7 +104,7 @@ async def create_tenant(request: web.Request) -> web.StreamResponse:
     _check_policy(request, spec.policy)
     keys = request.app[GATEWAY].keys
     await keys.ensure_tenant(spec.name)
-    tenant = await keys.set_tenant_policy(spec.name, spec.policy) if spec.policy else {
+    tenant = await keys.set_tenant_policy(spec.name.strip(), spec.policy) if spec.policy else {
         "name": spec.name.strip(), "policy": None}
     return _json(tenant, status=201)
 

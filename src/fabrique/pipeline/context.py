@@ -66,6 +66,7 @@ class RequestContext:
     data_class: str = ""
     floor: str = ""  # the class of what is left once personal values are pseudonymized
     entity_counts: dict[str, int] = field(default_factory=dict)  # by type, never values
+    class_reason: str = ""  # what made the class: "EMAIL×2; cannot inspect image_url in …"
     scans: list[list[Entity]] = field(default_factory=list)  # per text slot, in walk order
     modes: dict[Deployment, Mode] | None = None  # the deployments the policy allows, and how
     protected_body: dict[str, Any] | None = None  # the body with placeholders

@@ -29,9 +29,11 @@ async def decide(ctx: RequestContext) -> None:
     rule = rule_text(ctx.policy, ctx.data_class)
     if not modes:
         ctx.decide("decide", "refused", rule)
+        found = f" ({ctx.class_reason})" if ctx.class_reason else ""
         raise ResidencyRefused(
-            f"This request holds {ctx.data_class} data and {rule}; no deployment of the model "
-            f"'{ctx.model}' qualifies: {'; '.join(refused)}.")
+            f"This request holds {ctx.data_class} data{found} and {rule}; no deployment of the "
+            f"model '{ctx.model}' qualifies: {'; '.join(refused)}. Ask for a model served "
+            "within these bounds, or have the operator change the policy.")
     ctx.modes = modes
     clear = sum(m == "clear" for m in modes.values())
     outcome = "allowed" if clear == len(modes) else ("pseudonymize" if not clear else "mixed")

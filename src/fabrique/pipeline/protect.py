@@ -11,20 +11,24 @@ from __future__ import annotations
 import orjson
 
 from fabrique.pipeline.context import RequestContext
-from fabrique.policy.fields import Slot, walk
+from fabrique.policy.fields import Reencode, Slot, walk
 
 
 async def protect(ctx: RequestContext) -> None:
     if ctx.modes is None or "pseudonymized" not in ctx.modes.values():
         return
-    vault = ctx.gateway.sovereignty.vault(ctx.principal.tenant, ctx.session)
+    vault = ctx.gateway.sovereignty.vault(ctx.principal, ctx.session)
     copy = orjson.loads(orjson.dumps(ctx.body))
-    slots = [s for s in walk(copy, ctx.endpoint) if isinstance(s, Slot)]
+    items = list(walk(copy))
+    slots = [s for s in items if isinstance(s, Slot)]
     for slot in slots:  # before any placeholder is made: see Vault.avoid
         vault.avoid(slot.text)
     for slot, found in zip(slots, ctx.scans, strict=True):
         if found:
             slot.parent[slot.key] = vault.pseudonymize(slot.text, found)
+    for item in items:  # JSON texts walked decoded (tool-call arguments): encode them again
+        if isinstance(item, Reencode):
+            item.write()
     ctx.protected_body, ctx.vault = copy, vault
     replaced = sum(len(found) for found in ctx.scans)
     ctx.decide("protect", "pseudonymized", f"{replaced} value(s) replaced by placeholders")

@@ -18,7 +18,7 @@ import orjson
 
 from fabrique.errors import FabriqueError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from fabrique.pipeline.context import RequestContext
-from fabrique.pipeline.restore import StreamRestore
+from fabrique.pipeline.restore import StreamRestore, json_content
 from fabrique.providers.base import SSEEvent
 from fabrique.providers.errors import upstream_message
 
@@ -55,7 +55,8 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     armed = -slack
     reading = False  # what the timer interrupted: the upstream (True) or the client (False)
     batch: list[bytes] = []  # rewritten events not yet written
-    restore = StreamRestore(ctx.vault) if ctx.pseudonymized and ctx.vault is not None else None
+    restore = (StreamRestore(ctx.vault, json_content(ctx.body))
+               if ctx.pseudonymized and ctx.vault is not None else None)
     try:
         await start()
         async with asyncio.timeout(None) as timer:

@@ -14,18 +14,32 @@ from fabrique.policy.vault import StreamRestorer, Vault
 
 # Text an assistant message or delta can carry (reasoning engines add their own field).
 _TEXT = ("content", "reasoning_content", "reasoning", "refusal")
+_LEGACY = -1  # the restorer of a legacy function_call's arguments, beside tool calls' 0, 1…
 
 
-def restore_answer(data: dict[str, Any], vault: Vault) -> None:
-    """Restore a chat or text completion in place."""
+def json_content(body: dict[str, Any]) -> bool:
+    """Whether the answer's content is JSON (response_format), so that values are restored
+    escaped: an address with a line break must not break the client's JSON."""
+    response_format = body.get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") in (
+        "json_object", "json_schema")
+
+
+def restore_answer(data: dict[str, Any], vault: Vault, as_json: bool = False) -> None:
+    """Restore a chat or text completion in place; ``as_json``: the content is JSON text."""
+    text = vault.restore_json if as_json else vault.restore
     for choice in _dicts(data.get("choices")):
         if isinstance(choice.get("text"), str):
-            choice["text"] = vault.restore(choice["text"])
+            choice["text"] = text(choice["text"])
         message = choice.get("message")
         if isinstance(message, dict):
             for key in _TEXT:
                 if isinstance(message.get(key), str):
-                    message[key] = vault.restore(message[key])
+                    message[key] = text(message[key]) if key == "content" else vault.restore(
+                        message[key])
+            audio = message.get("audio")
+            if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
+                audio["transcript"] = vault.restore(audio["transcript"])
             for function in _functions(message):
                 function["arguments"] = vault.restore_json(function["arguments"])
 
@@ -44,8 +58,9 @@ def _functions(message: dict[str, Any]) -> list[dict[str, Any]]:
 class StreamRestore:
     """Restores a stream chunk by chunk; one restorer per choice and field."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, as_json: bool = False) -> None:
         self.vault = vault
+        self.as_json = as_json  # the content is JSON text (response_format)
         self.text: dict[tuple[int, str], StreamRestorer] = {}
         self.args: dict[tuple[int, int], StreamRestorer] = {}
         self.last: dict[str, Any] = {}  # id, object, created of the stream, for a tail chunk
@@ -62,10 +77,15 @@ class StreamRestore:
                 for key in _TEXT:
                     if isinstance(delta.get(key), str):
                         delta[key] = self._text(index, key).feed(delta[key])
-                for call in _dicts(delta.get("tool_calls")):
-                    function = call.get("function")
+                audio = delta.get("audio")
+                if isinstance(audio, dict) and isinstance(audio.get("transcript"), str):
+                    audio["transcript"] = self._text(index, "transcript").feed(audio["transcript"])
+                calls = [(c.get("index", position), c.get("function"))
+                         for position, c in enumerate(_dicts(delta.get("tool_calls")))]
+                calls.append((_LEGACY, delta.get("function_call")))
+                for call, function in calls:
                     if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                        restorer = self._args(index, call.get("index", 0))
+                        restorer = self._args(index, call)
                         function["arguments"] = restorer.feed(function["arguments"])
             if choice.get("finish_reason") is not None:
                 self._finish(index, choice)
@@ -86,7 +106,8 @@ class StreamRestore:
     def _text(self, index: int, key: str) -> StreamRestorer:
         restorer = self.text.get((index, key))
         if restorer is None:
-            restorer = self.text[index, key] = StreamRestorer(self.vault)
+            as_json = self.as_json and key in ("content", "text")
+            restorer = self.text[index, key] = StreamRestorer(self.vault, json_string=as_json)
         return restorer
 
     def _args(self, index: int, call: int) -> StreamRestorer:
@@ -106,6 +127,9 @@ class StreamRestore:
                 continue
             if key == "text":
                 choice["text"] = (choice.get("text") or "") + rest
+            elif key == "transcript":
+                audio = choice.setdefault("delta", {}).setdefault("audio", {})
+                audio["transcript"] = (audio.get("transcript") or "") + rest
             else:
                 delta = choice.setdefault("delta", {})
                 delta[key] = (delta.get(key) or "") + rest
@@ -119,6 +143,12 @@ class StreamRestore:
 
     @staticmethod
     def _append_args(delta: dict[str, Any], call: int, rest: str) -> None:
+        if call == _LEGACY:
+            function = delta.get("function_call")
+            if not isinstance(function, dict):
+                function = delta["function_call"] = {}
+            function["arguments"] = (function.get("arguments") or "") + rest
+            return
         calls = delta.get("tool_calls")
         if not isinstance(calls, list):
             calls = delta["tool_calls"] = []

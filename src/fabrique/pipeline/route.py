@@ -28,7 +28,7 @@ from fabrique.errors import (
     UpstreamUnavailable,
 )
 from fabrique.pipeline.context import Attempt, RequestContext
-from fabrique.pipeline.restore import restore_answer
+from fabrique.pipeline.restore import json_content, restore_answer
 from fabrique.providers import UpstreamRequest, UpstreamResponse
 from fabrique.providers.errors import upstream_error, upstream_message
 from fabrique.routing import Deployment, ModelGroup
@@ -184,7 +184,7 @@ async def _check(ctx: RequestContext, dep: Deployment,
         data["model"] = ctx.model
         if ctx.pseudonymized:
             assert ctx.vault is not None
-            restore_answer(data, ctx.vault)
+            restore_answer(data, ctx.vault, json_content(ctx.body))
         response.body = orjson.dumps(data)
         return None
     if status == 429:
@@ -199,6 +199,9 @@ async def _check(ctx: RequestContext, dep: Deployment,
                                    f"{status} from upstream).")
     # The client's own mistake, as the engine explains it (e.g. context_length_exceeded).
     message, code, param = upstream_error(response.body)
+    if message and ctx.pseudonymized:  # an engine may quote the prompt it was sent
+        assert ctx.vault is not None
+        message = ctx.vault.restore(message)
     return REJECT, UpstreamRejected(message or f"The upstream rejected the request (HTTP {status}).",
                                     status=413 if status == 413 else 400,
                                     code=code or UpstreamRejected.code, param=param)

@@ -42,7 +42,7 @@ class Residency:
         jurisdiction = deployment.jurisdiction or provider.jurisdiction
         hosting = deployment.hosting or provider.hosting
         exposure = deployment.non_eu_law_exposure
-        if exposure is None:
+        if exposure is None and deployment.hosting is None:  # a new hosting, a new operator
             exposure = provider.non_eu_law_exposure
         if exposure is None:  # not said: assume the worst where the operator is not European
             exposure = hosting in (None, "non-eu-cloud")
@@ -84,23 +84,35 @@ def judge(policy: PolicyConfig, data_class: str, floor: str,
     """How a request may go to a deployment: in clear, pseudonymized, or not at all (None),
     with the reason.
 
-    ``floor`` is the class of what is left once the personal values found are replaced by
-    placeholders (declared by the client, uninspectable content, or the policy's default):
-    a request may leave pseudonymized only where that remainder may go in clear.
+    A request holds data of its ``floor`` class and of its ``data_class`` (and sensitive
+    data is personal data too), and each of those classes' rules must let it go there,
+    whatever the policy's rules say of each other. ``floor`` is what is left once the
+    personal values found are replaced by placeholders (the policy's default class, the
+    class the client declared, or that of content that cannot be inspected): it must be
+    allowed in clear; the classes above it may instead be replaced, where their rule says
+    ``outside: pseudonymize``.
     """
-    rule = policy.rule(data_class)
-    why_not = refusal(rule, where)
-    if why_not is None:
-        return "clear", ""
-    if rule.outside == "pseudonymize":
-        if RANK[floor] >= RANK[data_class]:
+    top = [name for name in ("personal", data_class) if RANK[floor] < RANK[name] <= RANK[data_class]]
+    top = list(dict.fromkeys(top))  # the classes above the floor, each once
+    why_not = refusal(policy.rule(floor), where)
+    if why_not is not None:
+        if not top and policy.rule(floor).outside == "pseudonymize":
             why_not += (f"; pseudonymized, it would still be {floor} data (as the client "
                         "declared it, or holding content that cannot be inspected)")
-        elif refusal(policy.rule(floor), where) is None:
-            return "pseudonymized", why_not
-        else:
+        elif top and policy.rule(data_class).outside == "pseudonymize":
             why_not += f"; pseudonymized, it would be {floor} data, also not allowed there"
-    return None, why_not
+        elif top:
+            why_not = f"for {floor} data, {why_not}"
+        return None, why_not
+    replaced = ""
+    for name in top:
+        rule = policy.rule(name)
+        why = refusal(rule, where)
+        if why is not None:
+            if rule.outside != "pseudonymize":
+                return None, why if name == data_class else f"for {name} data, {why}"
+            replaced = replaced or why
+    return ("pseudonymized", replaced) if replaced else ("clear", "")
 
 
 def rule_text(policy: PolicyConfig, data_class: str) -> str:
