@@ -146,3 +146,95 @@ def test_searching_near_triggers_finds_what_a_whole_text_search_finds(text):
         assert list(recognizer.find(Prepared(text))) == list(whole.find(Prepared(text)))
     emails = PatternRecognizer("EMAIL", EMAIL, lambda value: 1.0, compact=False)
     assert list(EmailRecognizer().find(Prepared(text))) == list(emails.find(Prepared(text)))
+
+
+# Regressions, one family at a time (the benchmark's misses of November 2026).
+
+def test_a_14_digit_number_is_a_siret_unless_a_diners_card_is_spoken_of():
+    rng = random.Random(11)
+    for prefix in ("", "30", "36", "38"):  # Diners' prefixes pass a SIRET's Luhn check too
+        siret = luhn_complete(prefix, 14, rng)
+        for cue in ("SIRET", "n°", "établissement", "immatriculé sous le numéro", "no."):
+            assert types(f"{cue} {siret}.") == [("FR_SIRET", siret)]
+    diners = luhn_complete("36", 14, rng)
+    spaced = f"{diners[:4]} {diners[4:10]} {diners[10:]}"
+    assert types(f"payé avec ma carte Diners {diners}") == [("CREDIT_CARD", diners)]
+    assert types(f"card: {spaced}") == [("CREDIT_CARD", spaced)]
+
+
+@given(st.randoms(use_true_random=False), st.sampled_from(["34", "37"]), st.sampled_from([" ", "-", ""]))
+def test_amex_is_found_as_printed_4_6_5(rng, prefix, sep):
+    amex = luhn_complete(prefix, 15, rng)
+    shown = sep.join((amex[:4], amex[4:10], amex[10:]))
+    assert types(f"I paid by card {shown}. Thanks") == [("CREDIT_CARD", shown)]
+
+
+@given(st.randoms(use_true_random=False), st.sampled_from(["971", "972", "973", "974", "976", "987"]))
+def test_overseas_nir_groups_department_3_and_commune_2(rng, dept):
+    nir = make_nir(rng, dept[:2])[:5] + dept  # sex, year, month, then the overseas department
+    nir += "".join(rng.choice("0123456789") for _ in range(5))
+    nir += f"{97 - int(nir) % 97:02d}"
+    spaced = f"{nir[0]} {nir[1:3]} {nir[3:5]} {nir[5:8]} {nir[8:10]} {nir[10:13]} {nir[13:]}"
+    assert types(f"N° de sécurité sociale : {spaced}") == [("FR_NIR", spaced)]
+
+
+def test_siret_grouped_by_three_leaves_no_siren_behind():
+    rng = random.Random(5)
+    for _ in range(20):
+        siret = luhn_complete(luhn_complete("", 9, rng), 14, rng)
+        for sep in (" ", ".", "\u00a0"):
+            shown = sep.join((siret[:3], siret[3:6], siret[6:9], siret[9:12], siret[12:]))
+            assert types(f"SIRET : {shown} (siège)") == [("FR_SIRET", shown)]
+
+
+def ean13_and_luhn(prefix: str, rng: random.Random) -> str:
+    while True:
+        value = luhn_complete(prefix, 13, rng)
+        if sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(value)) % 10 == 0:
+            return value
+
+
+def test_barcodes_are_not_cards():
+    rng = random.Random(2)
+    for prefix in ("3", "4", "5"):
+        code = ean13_and_luhn(prefix, rng)
+        for cue in ("SKU", "Réf. EAN", "code-barres :", "GTIN", "article n°", "item #", ""):
+            assert types(f"{cue} {code} — 3 × 12 €") == []
+    visa = ean13_and_luhn("4", rng)
+    assert types(f"ma vieille carte Visa {visa}") == [("CREDIT_CARD", visa)]
+    assert ("CREDIT_CARD", "4111111111111111") in types("Réf. client, carte 4111111111111111")
+
+
+def test_part_numbers_are_not_phones():
+    for value in ("0562-1794-04", "0123 4567 89", "06-1234-5678", "06 12.34 56 78", "0612 345 678"):
+        assert types(f"P/N {value}") == [], value
+        assert types(f"Ref {value} ok") == [], value
+
+
+@given(st.randoms(use_true_random=False), st.sampled_from(sorted(IBAN_LENGTHS)),
+       st.sampled_from(["within 30 days", "with thanks", "merci", "pour le loyer", "ABCD", "A1B2 C3"]))
+def test_a_spaced_iban_followed_by_words_ends_at_its_length(rng, country, after):
+    shown = groups(make_iban(country, rng))
+    assert types(f"returned to your account {shown} {after}.")[:1] == [("IBAN", shown)]
+
+
+def test_birth_dates_month_first_or_after_is():
+    for text, date in [
+        ("Born: February 1, 1975", "February 1, 1975"),
+        ("DOB November 25, 1957", "November 25, 1957"),
+        ("my date of birth is 1953-07-14.", "1953-07-14"),
+        ("date of birth was Sept. 3rd, 1990", "Sept. 3rd, 1990"),
+        ("born on the 3rd of March 1990", "3rd of March 1990"),
+        ("Date of birth: 21/11/2002", "21/11/2002"),
+        ("ma date de naissance est le 1er févr. 1988", "1er févr. 1988"),
+        ("Né le : 1970/05/02", "1970/05/02"),
+    ]:
+        assert types(text) == [("DATE_OF_BIRTH", date)], text
+    assert types("born in 1975, joined on February 1, 1998") == []
+
+
+def test_ipv6_needs_enough_of_an_address():
+    assert types('root ::= "yes" | "no"') == []  # llama.cpp's grammar syntax
+    assert types("listen on :: or ::1, then fe80::1") == []
+    address = "2001:db8:85a3::8a2e:370:7334"
+    assert types(f"client {address} seen") == [("IP_ADDRESS", address)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from fabrique.policy.patterns import Trigger
 
@@ -25,12 +26,32 @@ NAME_CUES = {
 }
 
 
-def _by_first_letter(words: Iterable[str]) -> str:
-    """An alternation that re enters only at the letters the words start with."""
-    groups: dict[str, list[str]] = {}
-    for word in sorted(set(words), key=len, reverse=True):  # the longest first: "née le"
-        groups.setdefault(word[0], []).append(re.escape(word[1:]))
-    return "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in groups.items())
+def alternation(words: Iterable[str]) -> str:
+    """The words as one alternation shaped as a trie (no group around it). re tries the
+    branches of an alternation one after the other at every position: with one branch per
+    first letter, then per next letter, each character is compared once. A word comes before
+    its prefixes, as if the longest were listed first ("née le" before "née")."""
+    tree: dict[str, Any] = {}
+    for word in set(words):
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+    return _branches(tree)
 
 
-LOWER_CUES = Trigger(re.compile(_by_first_letter([*BIRTH, *NAME_CUES])), lowered=True)
+def _branches(node: dict[str, Any]) -> str:
+    branches = [re.escape(ch) + _rest(child) for ch, child in node.items() if ch]
+    return "|".join(branches)
+
+
+def _rest(node: dict[str, Any]) -> str:
+    ends, inner = "" in node, _branches(node)
+    if not inner:
+        return ""
+    if not ends and len(node) == 1:
+        return inner
+    return f"(?:{inner})" + ("?" if ends else "")
+
+
+LOWER_CUES = Trigger(re.compile(alternation([*BIRTH, *NAME_CUES])), lowered=True)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from fabrique.policy.cues import LOWER_CUES, NAME_CUES
+from fabrique.policy.cues import LOWER_CUES, NAME_CUES, alternation
 from fabrique.policy.patterns import Entity, Prepared
 
 # Upper-case letters of the Latin, Greek and Cyrillic blocks: re has no \p{Lu}.
@@ -75,10 +75,10 @@ _KINDS: dict[str, list[str]] = {}  # a cue word -> its kinds ("Signé" ends a le
 for _cue_kind, _cue_words in _CUE_WORDS.items():
     for _cue in _cue_words.split("|"):
         _KINDS.setdefault(_cue, []).append(_cue_kind)
-# Each branch starts with a literal, so re skips to the capitals that may start a cue; the
-# longest first ("Nom de famille" before "Nom"). The kind is read from what follows.
+# As a trie (see ``alternation``): the longest first ("Nom de famille" before "Nom"). The kind
+# is read from what follows.
 _CUES = re.compile(
-    "(" + "|".join(re.escape(w) for w in sorted(_KINDS, key=len, reverse=True)) + ")"
+    "(" + alternation(_KINDS) + ")"
     r"(?:(?P<colon>[ \u00a0]*:[ \u00a0]*)|(?P<eol>,[ \u00a0\t]*\n?|[.!]?[ \u00a0\t]*\n)[ \u00a0\t]*"
     r"|[ \u00a0]+)")
 
