@@ -6,7 +6,7 @@
     │   ├── MissingField               400 missing_required_parameter
     │   ├── InvalidField               400 invalid_value
     │   ├── BodyTooLarge               413 request_too_large
-│   └── MethodNotAllowed           405 method_not_allowed
+    │   └── MethodNotAllowed           405 method_not_allowed
     ├── AuthenticationError            401 invalid_api_key
     ├── PermissionDenied               403 permission_denied
     │   └── ResidencyRefused           403 residency_policy
@@ -20,6 +20,7 @@
     │   └── UpstreamTimeout            504 upstream_timeout
     ├── ConfigError                    (CLI only) a file, a field path and what was expected
     └── StoreError                     503 store_unavailable
+        └── LedgerUnavailable          503 ledger_unavailable
 
 One handler (``fabrique.api.errors``) renders each as
 ``{"error": {"message", "type", "param", "code"}}`` with ``status``.
@@ -177,6 +178,12 @@ class StoreError(FabriqueError):
 
     status = 503
     code = "store_unavailable"
+
+
+class LedgerUnavailable(StoreError):
+    """The audit record of a request could not be written, and its policy fails closed."""
+
+    code = "ledger_unavailable"
 
 
 class ConfigError(FabriqueError):

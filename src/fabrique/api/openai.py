@@ -43,18 +43,12 @@ def completion_handler(endpoint: str) -> Handler:
                                  session=request.headers.get("x-fabrique-session-id"))
             await pipeline.run(ctx)
         except FabriqueError as error:
-            if ctx is not None and ctx.attempts:
-                headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
-            if ctx is not None and ctx.data_class:
-                headers["x-fabrique-data-class"] = ctx.data_class
-            access_log(gateway, request_id, endpoint, ctx, received, error.status, error.code)
-            return error_response(error, headers)
+            return await _refuse(gateway, ctx, error, headers, received, endpoint)
         except Exception:
             log.exception("internal error in request %s", request_id)
-            access_log(gateway, request_id, endpoint, ctx, received, 500, "internal_error")
-            return error_response(FabriqueError("The gateway failed to process the request; "
-                                                f"quote {request_id} to its operators."),
-                                  headers)
+            return await _refuse(gateway, ctx, FabriqueError(
+                f"The gateway failed to process the request; quote {request_id} to its operators."),
+                headers, received, endpoint)
         assert ctx.deployment is not None and ctx.upstream is not None
         headers["x-fabrique-deployment"] = ctx.deployment.name
         headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
@@ -66,15 +60,36 @@ def completion_handler(endpoint: str) -> Handler:
         headers["Server-Timing"] = (f"fabrique;dur={overhead_ms:.2f}, "
                                     f"upstream;dur={ctx.upstream_s * 1000:.2f}")
         if not ctx.stream:
+            try:  # metered and recorded before the body is sent
+                await pipeline.finish(ctx, 200, "ok")
+            except FabriqueError as error:
+                access_log(gateway, request_id, endpoint, ctx, received, error.status, error.code)
+                return error_response(error, headers)
             access_log(gateway, request_id, endpoint, ctx, received, 200, None)
             return web.Response(body=ctx.upstream.body, content_type="application/json",
                                 headers=headers)
         response = web.StreamResponse(headers={**headers, **_SSE_HEADERS})
         outcome = await relay_stream(ctx, *_stream_writers(request, response))
+        if outcome != "done":
+            await pipeline.finish_quietly(ctx, 200, outcome)
         access_log(gateway, request_id, endpoint, ctx, received, 200, outcome)
         return response
 
     return handle
+
+
+async def _refuse(gateway: Gateway, ctx: RequestContext | None, error: FabriqueError,
+                  headers: dict[str, str], received: float, endpoint: str) -> web.Response:
+    """The error response of a request refused or failed before its answer began."""
+    request_id = headers["x-fabrique-request-id"]
+    if ctx is not None:
+        if ctx.attempts:
+            headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
+        if ctx.data_class:
+            headers["x-fabrique-data-class"] = ctx.data_class
+        await pipeline.finish_quietly(ctx, error.status, str(error.code))
+    access_log(gateway, request_id, endpoint, ctx, received, error.status, error.code)
+    return error_response(error, headers)
 
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",

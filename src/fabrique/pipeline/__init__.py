@@ -7,8 +7,11 @@
     5 route      pick a deployment, call it; retry, fall back, break circuits → 429, 502-504
     6 relay      (pipeline.relay) write the answer: JSON, or SSE chunk by chunk
     7 restore    (pipeline.restore, inside route and relay) originals back into the answer
+    8 meter      (pipeline.finishers) once per request, whatever its outcome, before the answer
+    9 record      is acknowledged complete: before a body is sent, before a stream's [DONE]
 
-Admission (rate limits, budgets), metering and the audit record slot in as their stages land.
+Admission (rate limits, budgets) slots in before classify; metering and the audit record
+are ``FINISHERS`` in ``pipeline.finishers``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from fabrique.pipeline.classify import classify
 from fabrique.pipeline.context import Decision, RequestContext, Stage
 from fabrique.pipeline.decide import decide
+from fabrique.pipeline.finishers import FINISHERS, finish, finish_quietly
 from fabrique.pipeline.protect import protect
 from fabrique.pipeline.route import route
 from fabrique.pipeline.validate import validate
@@ -29,4 +33,5 @@ async def run(ctx: RequestContext) -> None:
         await stage(ctx)
 
 
-__all__ = ["STAGES", "Decision", "RequestContext", "Stage", "run"]
+__all__ = ["FINISHERS", "STAGES", "Decision", "RequestContext", "Stage", "finish", "finish_quietly",
+           "run"]

@@ -72,6 +72,10 @@ class RequestContext:
     protected_body: dict[str, Any] | None = None  # the body with placeholders
     vault: Vault | None = None
     pseudonymized: bool = False  # the answering deployment got the protected body
+    # Set by pipeline.finish: the HTTP status and how the request ended ("ok" for a plain
+    # answer, "done" for a whole stream, else an error code or "client_gone" …).
+    status: int = 0
+    outcome: str = ""
 
     def upstream_calls(self) -> int:
         return sum(not a.outcome.startswith("skipped") for a in self.attempts)

@@ -18,6 +18,7 @@ import orjson
 
 from fabrique.errors import FabriqueError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from fabrique.pipeline.context import RequestContext
+from fabrique.pipeline.finishers import finish
 from fabrique.pipeline.restore import StreamRestore, json_content
 from fabrique.providers.base import SSEEvent
 from fabrique.providers.errors import upstream_message
@@ -38,7 +39,8 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
                        write: Write, end: Callable[[], Awaitable[None]]) -> str:
     """Send the headers (``start``), every upstream event, ``[DONE]`` or an error event, and
     close the client's response (``end``). Returns how it ended: "done", "client_gone",
-    "client_too_slow" or the error code sent to the client."""
+    "client_too_slow" or the error code sent to the client. A whole stream is finished
+    (``pipeline.finish``) before its ``[DONE]``; any other ending is the caller's to finish."""
     upstream, dep = ctx.upstream, ctx.deployment
     assert upstream is not None and upstream.events is not None and dep is not None
     loop = asyncio.get_running_loop()
@@ -65,10 +67,15 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
                     tail = restore.tail() if restore is not None else None
                     if tail is not None:  # held back by a choice that never finished
                         batch += (b"data: ", orjson.dumps({**tail, "model": ctx.model}), b"\n\n")
+                    ok = done = True
+                    try:  # metered and recorded before the client is told the answer is whole
+                        await finish(ctx, 200, "done")
+                    except FabriqueError as exc:
+                        outcome = await _write_error(write, batch, exc)
+                        break
                     batch.append(DONE)
                     await write(b"".join(batch))
                     batch.clear()
-                    ok = done = True
                     break
                 out = _rewrite(ctx, event, restore)
                 if out is not None:
