@@ -31,6 +31,9 @@ def persons(text: str) -> list[str]:
     ("Marie Dupont, née Martin, habite ici.", ["Martin"]),
     ("Signé par Hugo Lambert le 3 mars.", ["Hugo Lambert"]),
     ("Łukasz Wałęsa? Oui : Monsieur Wałęsa.", ["Wałęsa"]),
+    ("hey, i'm Philip, account email below", ["Philip"]),
+    ("Bien à vous,\n--\nDELAHAYE Nathalie\nChargée de clientèle", ["DELAHAYE Nathalie"]),
+    ("M. Jean Dupont et Xavier Martin proposent un report.", ["Jean Dupont", "Xavier Martin"]),
 ])
 def test_cues_find_names(text, names):
     found = persons(text)
@@ -53,6 +56,7 @@ def test_a_name_found_once_is_found_everywhere_in_the_text():
     "Madame la Directrice, veuillez trouver ci-joint le rapport.",
     "Me and my team shipped version 2 on Monday. Call me tomorrow.",
     "Je m'appelle comment déjà ? my name is not important.",
+    "I'm French and I am Sorry about the delay; i'm not sure.",
 ])
 def test_capitals_without_a_cue_are_not_names(text):
     assert persons(text) == []

@@ -32,6 +32,17 @@ def test_ner_and_context_rules_agree_on_one_finding(with_ner):
     assert [(e.type, e.text) for e in found] == [("PERSON", "Jean Dupont")]
 
 
+@pytest.mark.parametrize(("text", "names"), [
+    ("Nom : ARNAUD\nPrénom : Nicole\nBénéficiaire : Isaac Mary", ["ARNAUD", "Nicole", "Isaac Mary"]),
+    ("Extrait Kbis : Boulangerie du Marché, société par actions simplifiée.", []),
+    ("Bien à vous,\nMarguerite RIOU\nChargée de clientèle — Atelier Numérique", ["Marguerite RIOU"]),
+    ("Le chiffre est en hausse. Laure Gay et Xavier proposent de décaler la version 2.4.",
+     ["Laure Gay", "Xavier"]),
+])
+def test_ner_findings_that_name_no_one_are_dropped(with_ner, text, names):
+    assert [name for name, _ in persons(with_ner, text)] == names
+
+
 def test_a_place_after_an_address_joins_it(with_ner):
     found = with_ner.scan("Il habite au 12 rue des Lilas, Villeurbanne, depuis mars.")
     assert [(e.type, e.text) for e in found] == [("FR_ADDRESS", "12 rue des Lilas, Villeurbanne")]

@@ -19,7 +19,8 @@ BIRTH = ("né le", "née le", "né(e) le", "naissance", "born", "birth", "dob")
 # to the capitalized forms in ``names``.
 NAME_CUES = {
     "je m'appelle ": "intro", "je m’appelle ": "intro", "my name is ": "intro",
-    "mon nom est ": "intro", "je me nomme ": "intro",
+    "mon nom est ": "intro", "je me nomme ": "intro", "i'm ": "self", "i’m ": "self",
+    "i am ": "self",
     "monsieur ": "civility", "madame ": "civility", "mademoiselle ": "civility",
     "docteur ": "civility", "maître ": "civility",
     "née ": "maiden", "épouse ": "maiden", "veuve ": "maiden",

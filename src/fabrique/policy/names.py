@@ -51,6 +51,11 @@ monday tuesday wednesday thursday friday saturday sunday lundi mardi mercredi je
 samedi dimanche january february march april may june july august september october november
 december janvier février fevrier mars avril mai juin juillet août aout septembre octobre
 novembre décembre decembre
+best cheers prochain prochaine réf ref bât bat né née born objet subject total adresse address
+bénéficiaire beneficiaire prénom prenom nom name date tél tel phone french english british
+american german spanish italian belgian swiss canadian irish dutch polish français française
+anglais anglaise allemand allemande espagnol espagnole italien italienne belge suisse
+sorry glad happy afraid ready back writing calling looking interested available new
 """
 STOP_WORDS = frozenset(_STOP_TEXT.split())
 
@@ -80,6 +85,7 @@ for _cue_kind, _cue_words in _CUE_WORDS.items():
 _CUES = re.compile(
     "(" + alternation(_KINDS) + ")"
     r"(?:(?P<colon>[ \u00a0]*:[ \u00a0]*)|(?P<eol>,[ \u00a0\t]*\n?|[.!]?[ \u00a0\t]*\n)[ \u00a0\t]*"
+    r"(?:--[ \u00a0\t]*\n[ \u00a0\t]*)?"  # a signature's "-- " line
     r"|[ \u00a0]+)")
 
 
@@ -92,7 +98,7 @@ def _kind(m: re.Match[str]) -> str | None:
     return next((k for k in kinds if k not in ("label", "closing")), None)
 
 
-_SCORES = {"civility": 0.9, "label": 0.9, "intro": 0.9, "closing": 0.85, "dear": 0.85,
+_SCORES = {"self": 0.8, "civility": 0.9, "label": 0.9, "intro": 0.9, "closing": 0.85, "dear": 0.85,
            "maiden": 0.85, "greeting": 0.8}
 PROPAGATED = 0.75  # another occurrence of a name a cue found
 _TRUSTED = 0.85  # names that strong may be propagated
@@ -139,6 +145,23 @@ def _name(text: str, pos: int, kind: str) -> Entity | None:
     if kind == "closing" and not _END_OF_LINE.match(text, end):
         return None
     return Entity("PERSON", start, end, text[start:end], _SCORES[kind])
+
+
+_AND = re.compile(rf"{_SP}+(?:et|and|&|ou|or){_SP}+(?:{_PARTICLE})?(?P<tok>{_TOKEN})")
+
+
+def conjoined(text: str, found: list[Entity]) -> list[Entity]:
+    """Names joined to a name found by "et", "and" …: "Laure Gay et Xavier"."""
+    out = []
+    for e in found:
+        if e.type != "PERSON" or not (m := _AND.match(text, e.end)) or _stop(m.group("tok")):
+            continue
+        start, end, words = m.start("tok"), m.end(), 1
+        while words < _MAX_WORDS and (n := _NEXT.match(text, end)) and not _stop(n.group("tok")):
+            end, words = n.end(), words + 1
+        if end - start > 2:  # not an initial alone
+            out.append(Entity("PERSON", start, end, text[start:end], PROPAGATED))
+    return out
 
 
 def _stop(token: str) -> bool:

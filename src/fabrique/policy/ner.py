@@ -128,10 +128,33 @@ def _chunks(text: str) -> Iterator[tuple[int, str]]:
 _TOKEN = re.compile(r"\S+")
 
 
+# Words of organisations' names: NER tags "Atelier Numérique" or "Northwind Trading" as people.
+_ORGANISATION_TEXT = """
+atelier ateliers boulangerie boucherie pâtisserie patisserie imprimerie librairie pharmacie
+garage restaurant hôtel hotel café cafe brasserie cabinet agence studio clinique laboratoire
+labo banque bank assurance assurances mutuelle société societe compagnie groupe group holding
+holdings sarl sas sasu eurl sa sci scop gmbh ltd llc inc plc corp corporation company co
+trading consulting conseil services service solutions technologies technology tech systems
+software logistics logistique transports industries industrie partners associates associés
+numérique numerique digital media médias immobilier foundation fondation association
+université university école ecole institut institute centre center
+"""
+_ORGANISATION_WORDS = frozenset(_ORGANISATION_TEXT.split())
+_LABEL_AFTER = re.compile(r"[ \u00a0]*:")
+
+
 def _trim(text: str, start: int, end: int) -> Span | None:
-    """The name without the civility or greeting NER often takes along ("Bonjour Jean")."""
-    tokens = [m.span() for m in _TOKEN.finditer(text, start, end)
-              if m.group().strip(".,;:!?'’\"()").casefold() not in STOP_WORDS]
+    """The name without the civility or greeting NER often takes along ("Bonjour Jean"), cut
+    at a line break ("RIOU⏎Chargée de clientèle"); None for what names no one: a form label
+    ("Prénom :"), an organisation ("Atelier Numérique")."""
+    newline = text.find("\n", start, end)
+    if newline >= 0:
+        end = newline
+    words = [(m.span(), m.group().strip(".,;:!?'’\"()").casefold())
+             for m in _TOKEN.finditer(text, start, end)]
+    if any(word in _ORGANISATION_WORDS for _, word in words):
+        return None
+    tokens = [span for span, word in words if word not in STOP_WORDS]
     if not tokens:
         return None
     start, end = tokens[0][0], tokens[-1][1]
@@ -140,6 +163,8 @@ def _trim(text: str, start: int, end: int) -> Span | None:
     name = text[start:end]
     if not name or not name[0].isupper() or any(c.isdigit() for c in name):
         return None
+    if len(tokens) == 1 and _LABEL_AFTER.match(text, end):
+        return None  # "Bénéficiaire : …", "Born: …": a label, the name (if any) follows it
     return start, end
 
 

@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 from fabrique.policy.addresses import AddressRules
 from fabrique.policy.custom import RecognizerSpec, compile_spec
 from fabrique.policy.identifiers import RECOGNIZERS, EmailRecognizer
-from fabrique.policy.names import PersonRules
+from fabrique.policy.names import PROPAGATED, PersonRules, conjoined
 from fabrique.policy.ner import Ner, extend_addresses
 from fabrique.policy.patterns import Entity, Prepared, resolve
 
@@ -115,6 +115,8 @@ class Scanner:
             persons, places = self._ner.find(text)
             found = extend_addresses(text, found, places)
             found.extend(e for e in persons if e.score >= self.min_score)
+        if self.min_score <= PROPAGATED:
+            found += conjoined(text, found)
         return resolve(found, self._priority)
 
 
