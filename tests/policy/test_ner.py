@@ -111,3 +111,11 @@ def test_long_texts_go_to_ner_in_chunks_with_true_offsets(monkeypatch, with_ner)
     text = "Rien à signaler ici. " * 5 + "Hier, Claire Bernard a signé le contrat avec nous."
     found = [e for e in with_ner.scan(text) if e.type == "PERSON"]
     assert [text[e.start:e.end] for e in found] == ["Claire Bernard"]
+
+
+def test_a_place_with_digits_does_not_extend_an_address(with_ner):
+    text = "Adresse : 12 rue Victor Hugo, 38000 Grenoble, IP at onboarding 192.22.121.239, ok."
+    place = text.index("IP at")
+    found = ner.extend_addresses(text, with_ner.scan(text), [(place, text.index(", ok"))])
+    assert ("IP_ADDRESS", "192.22.121.239") in [(e.type, e.text) for e in found]
+    assert all(e.end <= place for e in found if e.type == "FR_ADDRESS")

@@ -176,7 +176,8 @@ def extend_addresses(text: str, found: list[Entity], places: list[Span]) -> list
         if e.type in ("FR_ADDRESS", "ADDRESS"):
             m = _GAP.match(text, e.end)
             place_end = starts.get(m.end()) if m else None
-            if place_end is not None:
+            # A place holds no digits: NER takes "IP at onboarding 192.22.121.239" for one.
+            if place_end is not None and not any(c.isdigit() for c in text[m.end():place_end]):
                 e = Entity(e.type, e.start, place_end, text[e.start:place_end], e.score)
         out.append(e)
     return out
