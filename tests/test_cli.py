@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import openai
 import pytest
 from openai import OpenAI
 
@@ -78,6 +79,32 @@ def test_serve_with_no_config_and_a_cli_key(env):
     assert f"http://127.0.0.1:{port}/v1" in err
     assert "fabrique keys create --tenant" in err
     assert key not in err  # secrets never reach the logs
+
+
+def test_sigterm_ends_open_streams_with_an_error_event(env, tmp_path):
+    config = tmp_path / "slow.yaml"
+    config.write_text("server: {shutdown_timeout_s: 2}\n"
+                      "providers: [{name: sim, type: simulated, profile: {decode_ms_per_token: 100}}]\n"
+                      "models: [{name: chat, deployments: [{provider: sim}]}]\n")
+    key = run("keys", "create", "--tenant", "acme", "--config", str(config),
+              env=env).stdout.strip().splitlines()[-1]
+    port = free_port()
+    proc = subprocess.Popen([*FABRIQUE, "serve", "--config", str(config), "--port", str(port)],
+                            env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc)
+        sdk = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+        stream = sdk.chat.completions.create(model="chat", max_tokens=500, stream=True,
+                                             messages=[{"role": "user", "content": "Salut"}])
+        assert next(iter(stream)).choices
+        proc.terminate()
+        with pytest.raises(openai.APIError, match="shutting down") as raised:
+            for _ in stream:
+                pass
+        assert raised.value.code == "gateway_shutdown"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
 
 
 def test_keys_list_and_revoke(env):

@@ -27,6 +27,9 @@ class Gateway:
         self.admin_token = AdminToken.load(config)
         self.started_at = 0  # epoch seconds, set when the app is built
         self._model_check: asyncio.Task[list[str]] | None = None
+        # Open streams, by their relay's deadline: a shutdown ends them all at once.
+        self.streams: set[asyncio.Timeout] = set()
+        self.stopping = False
 
     async def start(self) -> None:
         await self.db.open()
@@ -60,6 +63,17 @@ class Gateway:
         for warning in warnings:
             log.warning("%s", warning)
         return warnings
+
+    def end_streams(self) -> None:
+        """End every open stream now with a ``gateway_shutdown`` error event (and no
+        ``[DONE]``), while the client can still be written to. aiohttp, once its shutdown
+        grace has passed, cancels handlers and closes their connections in the same step,
+        before a handler could say anything: so the gateway ends its streams itself, a little
+        before that."""
+        self.stopping = True
+        now = asyncio.get_running_loop().time()
+        for deadline in self.streams:
+            deadline.reschedule(now)
 
     async def close(self) -> None:
         if self._model_check is not None:

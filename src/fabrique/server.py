@@ -54,6 +54,9 @@ def serve(config: Config, *, host: str | None, port: int | None,
         print(f"Fabrique: stopping; open requests have {grace:g} s to finish (server."
               "shutdown_timeout_s), then open streams end with an error event.",
               file=sys.stderr, flush=True)
+        # aiohttp's own grace starts just after this: end the streams a little before it ends.
+        asyncio.get_running_loop().call_later(max(0.0, min(grace * 0.9, grace - 0.5)),
+                                              gateway.end_streams)
 
     app.on_shutdown.append(announce_shutdown)
     _run(app, host, port, grace, banner)

@@ -262,13 +262,32 @@ async def test_a_stream_cut_by_shutdown_ends_with_an_error_event(gateway_factory
 
     task = asyncio.create_task(relay_stream(ctx, start, write, end))
     await first.wait()
-    task.cancel()  # what aiohttp does to handlers still running when shutdown_timeout expires
+    task.cancel()  # what aiohttp does to handlers still running past its shutdown grace
     with pytest.raises(asyncio.CancelledError):
         await task
     assert written[-1] == b"<eof>"
     assert orjson.loads(written[-2][6:])["error"]["code"] == "gateway_shutdown"
     assert b"data: [DONE]\n\n" not in written
     assert ctx.deployment.inflight == 0
+
+
+async def test_end_streams_ends_open_streams_with_an_error_event(gateway_factory):
+    client, gw = await gateway_factory(
+        providers=[{"name": "sim", "type": "simulated", "profile": {"decode_ms_per_token": 20}}],
+        models=[{"name": "chat", "deployments": [{"provider": "sim"}]}])
+    _, key = await gw.keys.create_key("acme")
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True, "max_tokens": 1000},
+                             headers={"Authorization": f"Bearer {key}"})
+    first = await resp.content.readuntil(b"\n\n")
+    assert first.startswith(b"data: {")
+    assert len(gw.streams) == 1
+    gw.end_streams()
+    rest = await resp.read()
+    assert b"[DONE]" not in rest
+    last = rest.strip().split(b"\n\n")[-1]
+    assert orjson.loads(last[6:])["error"]["code"] == "gateway_shutdown"
+    assert not gw.streams
+    assert gw.table.groups["chat"].deployments[0].breaker.state == "closed"
 
 
 async def test_a_client_that_stops_reading_does_not_trip_the_breaker(gateway_factory):

@@ -59,9 +59,12 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
     batch: list[bytes] = []  # rewritten events not yet written
     restore = (StreamRestore(ctx.vault, json_content(ctx.body))
                if ctx.pseudonymized and ctx.vault is not None else None)
+    streams = ctx.gateway.streams
+    timer: asyncio.Timeout | None = None
     try:
         await start()
         async with asyncio.timeout(None) as timer:
+            streams.add(timer)
             while event is not None:
                 if event.data == b"[DONE]":
                     tail = restore.tail() if restore is not None else None
@@ -85,7 +88,7 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
                     await write(b"".join(batch))
                     batch.clear()
                 now = loop.time()
-                if now - armed >= slack:
+                if now - armed >= slack and not ctx.gateway.stopping:
                     timer.reschedule(min(deadline, now + idle + slack))
                     armed = now
                 reading = True
@@ -94,7 +97,10 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
         if not done:
             raise UpstreamError(f"The deployment '{dep.name}' ended the stream before [DONE].")
     except TimeoutError:
-        if not reading:
+        if ctx.gateway.stopping:
+            ok = True  # the gateway is stopping; the deployment did nothing wrong
+            outcome = await _write_error(write, batch, _shutdown_error())
+        elif not reading:
             # The client stopped reading: its problem, not the deployment's.
             ok, outcome = True, "client_too_slow"
         elif loop.time() >= deadline - 0.01:
@@ -112,15 +118,15 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
         outcome = "client_gone"
     except asyncio.CancelledError:
         ok = True  # shutting down; the deployment did nothing wrong
-        outcome = await _write_error(write, batch, UpstreamUnavailable(
-            "The gateway is shutting down and cut this stream; retry the request.",
-            code="gateway_shutdown"))
+        outcome = await _write_error(write, batch, _shutdown_error())
         raise
     except Exception:
         log.exception("relay of request %s failed", ctx.request_id)
         outcome = await _write_error(write, batch, FabriqueError(
             f"The gateway failed while relaying the stream; quote {ctx.request_id}."))
     finally:
+        if timer is not None:
+            streams.discard(timer)
         dep.inflight -= 1
         if not ok:
             dep.breaker.failure()
@@ -131,6 +137,11 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
             await _drain(events)
             await upstream.close()
     return outcome
+
+
+def _shutdown_error() -> UpstreamUnavailable:
+    return UpstreamUnavailable("The gateway is shutting down and cut this stream; retry the request.",
+                               code="gateway_shutdown")
 
 
 async def _bounded(action: Callable[[], Awaitable[None]]) -> None:

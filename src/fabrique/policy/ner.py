@@ -174,10 +174,11 @@ def extend_addresses(text: str, found: list[Entity], places: list[Span]) -> list
     out = []
     for e in found:
         if e.type in ("FR_ADDRESS", "ADDRESS"):
-            m = _GAP.match(text, e.end)
-            place_end = starts.get(m.end()) if m else None
+            gap = _GAP.match(text, e.end)
+            place = gap.end() if gap else e.end
+            place_end = starts.get(place)
             # A place holds no digits: NER takes "IP at onboarding 192.22.121.239" for one.
-            if place_end is not None and not any(c.isdigit() for c in text[m.end():place_end]):
+            if place_end is not None and not any(c.isdigit() for c in text[place:place_end]):
                 e = Entity(e.type, e.start, place_end, text[e.start:place_end], e.score)
         out.append(e)
     return out
