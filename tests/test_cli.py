@@ -122,7 +122,10 @@ def test_policies_for_tenants_and_keys(env, tmp_path):
     path.write_text("sovereignty:\n  policies:\n    - name: open\n      personal: {jurisdictions: ['*']}\n")
     bad = run("tenants", "set-policy", "acme", "nope", "--config", str(path), env=env, check=False)
     assert bad.returncode == 1
-    assert bad.stderr == "fabrique: unknown policy 'nope' (declared in the config: default, open)\n"
+    assert bad.stderr == f"fabrique: unknown policy 'nope': {path} declares default, open\n"
+    bad = run("tenants", "set-policy", "acme", "open", env=env, check=False)
+    assert bad.stderr == ("fabrique: unknown policy 'open': the built-in config declares default; give "
+                          "the gateway's config with --config FILE or FABRIQUE_CONFIG\n")
     run("tenants", "set-policy", "acme", "open", "--config", str(path), env=env)
     assert run("tenants", "list", env=env).stdout == "acme\topen\n"
     run("keys", "create", "--tenant", "acme", "--policy", "open", "--config", str(path), env=env)
@@ -203,7 +206,8 @@ def test_scan_ner_without_spacy_says_how_to_install_it(env, tmp_path):
     result = run_with_input(["scan", "--ner"], "M. Dupont", env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "fabrique: --ner: NER needs spaCy, which is not installed: pip install 'fabrique[ner]'"]
+        "fabrique: --ner: NER needs spaCy, which is not installed: pip install 'fabrique[ner]' "
+        "(from a checkout: .venv/bin/pip install -e '.[ner]')"]
 
 
 def run_with_input(args: list[str], text: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

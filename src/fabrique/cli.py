@@ -29,7 +29,8 @@ config_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
                          "Example: `fabrique config check examples/fabrique.yaml`")
 tenants_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
                           help="List tenants; give a tenant a residency policy.\n\n"
-                          "Example: `fabrique tenants set-policy acme eu-or-pseudonymized`")
+                          "Example: `fabrique tenants set-policy acme eu-or-pseudonymized "
+                          "--config examples/fabrique.yaml`")
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(config_app, name="config")
@@ -71,7 +72,8 @@ def _config(path: Path | None):  # type: ignore[no-untyped-def]
 @app.command()
 def serve(config: ConfigOpt = None,
           host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
-          port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
+          port: Annotated[int | None, typer.Option(help="TCP port (default 8080).", min=1,
+                                                   max=65535)] = None,
           ) -> None:
     """Start the gateway.
 
@@ -89,7 +91,7 @@ def serve(config: ConfigOpt = None,
 @app.command()
 def simulate(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     model: Annotated[list[str] | None, typer.Option(
         help="Model name to serve (repeatable); others get 404. Default: any name.")] = None,
     decode_ms: Annotated[float, typer.Option(help="Milliseconds per output token.")] = 10.0,
@@ -231,9 +233,9 @@ def _with_store(config: Path | None, action: Any, policy: str | None = None) -> 
         cfg = _config(config)
         known = cfg.sovereignty.policy_names()
         if policy is not None and policy not in known:
-            where = ("declared in the config" if config else "the built-in config declares "
-                     "only; give the gateway's config with --config FILE or FABRIQUE_CONFIG")
-            raise FabriqueError(f"unknown policy {policy!r} ({where}: {', '.join(known)})")
+            where = (f"{config} declares" if config else "the built-in config declares")
+            hint = "" if config else "; give the gateway's config with --config FILE or FABRIQUE_CONFIG"
+            raise FabriqueError(f"unknown policy {policy!r}: {where} {', '.join(known)}{hint}")
         db = await Database(cfg.database_url()).open()
         try:
             return await action(KeyStore(db))
@@ -277,7 +279,8 @@ def tenants_set_policy(
 ) -> None:
     """Give a tenant's keys a residency policy (keys with their own keep theirs).
 
-    Example: `fabrique tenants set-policy acme eu-or-pseudonymized`
+    Example: `fabrique tenants set-policy acme eu-or-pseudonymized --config
+    examples/fabrique.yaml`
     """
     from fabrique.keys import KeyStore
 

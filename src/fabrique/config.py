@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -44,8 +45,9 @@ class Timeouts(_Model):
     connect_s: float = Field(5.0, gt=0, description="Seconds to open a TCP (and TLS) connection.")
     first_token_s: float = Field(
         60.0, gt=0,
-        description="Seconds from sending the request to the first byte of the answer "
-        "(the first SSE event for streams); a stall here is retried on another deployment.")
+        description="Streams: seconds from sending the request to the first SSE event; a stall "
+        "here is retried on another deployment. A non-streaming answer comes whole, when "
+        "generation ends: total_s bounds it.")
     idle_s: float = Field(
         60.0, gt=0, description="Seconds of silence allowed between two events of a stream.")
     total_s: float = Field(600.0, gt=0, description="Seconds for the whole upstream call.")
@@ -217,10 +219,27 @@ class ServerConfig(_Model):
         "process's revocation takes to apply here (this process applies its own at once).")
 
 
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "sqlite+aiosqlite": "sqlite+aiosqlite",
+            "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg",
+            "postgresql+asyncpg": "postgresql+asyncpg"}
+
+
 class DatabaseConfig(_Model):
     url: str | None = Field(
         None, description="SQLAlchemy async URL; default sqlite+aiosqlite:///<data_dir>/fabrique.db. "
-        "PostgreSQL: postgresql+asyncpg://user@host/db.")
+        "PostgreSQL: postgresql+asyncpg://user@host/db (postgresql:// and sqlite:/// are read "
+        "with those drivers).")
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in _DRIVERS:
+            raise ValueError(f"unsupported database URL {scheme or url!r}: use "
+                             "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        return f"{_DRIVERS[scheme]}://{rest}"
 
 
 class ClassRule(_Model):

@@ -85,6 +85,16 @@ async def test_unknown_path_is_404(client, auth):
 async def test_wrong_method_is_405(client, auth):
     await assert_error(await client.get("/v1/chat/completions", headers=auth), 405,
                        "method_not_allowed")
+    resp = await client.put("/admin/keys", headers={"Authorization": "Bearer test-admin-token"})
+    assert resp.status == 405
+    assert "use GET or POST" in (await resp.json())["error"]["message"]
+
+
+async def test_unknown_admin_path_is_404(client):
+    for method in ("GET", "POST"):
+        resp = await client.request(method, "/admin/nope",
+                                    headers={"Authorization": "Bearer test-admin-token"})
+        assert resp.status == 404
 
 
 async def test_body_over_limit_is_413(gateway_factory, tmp_path):

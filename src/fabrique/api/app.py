@@ -13,9 +13,6 @@ from fabrique.api.openai import GATEWAY, completion_handler, list_models, new_re
 from fabrique.errors import MethodNotAllowed, NotFound
 from fabrique.gateway import Gateway
 
-_ROUTES = {"/v1/chat/completions": "POST", "/v1/completions": "POST", "/v1/embeddings": "POST",
-           "/v1/models": "GET", "/healthz": "GET", "/readyz": "GET"}
-
 
 def build_app(gateway: Gateway) -> web.Application:
     # Body size is enforced by read_json with a clean 413; aiohttp's own limit is a backstop.
@@ -58,11 +55,24 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def not_found(request: web.Request) -> web.Response:
+    """The catch-all route: 405 for a known path asked with another method, else 404."""
     headers = {"x-fabrique-request-id": new_request_id()}
-    method = _ROUTES.get(request.path)
-    if method is not None or request.path.startswith("/admin/"):
+    methods = _methods(request.app, request.path)
+    if methods:
         return error_response(MethodNotAllowed(
-            f"{request.method} is not allowed on {request.path}"
-            + (f"; use {method}." if method else ".")), headers)
+            f"{request.method} is not allowed on {request.path}; use {' or '.join(methods)}."),
+            headers)
     return error_response(NotFound(f"Unknown path {request.path}. The OpenAI routes are under "
                                    "/v1 (e.g. POST /v1/chat/completions)."), headers)
+
+
+def _methods(app: web.Application, path: str) -> list[str]:
+    """The methods the other routes accept on ``path``."""
+    found: set[str] = set()
+    for resource in app.router.resources():
+        info = resource.get_info()
+        pattern = info.get("pattern")
+        if info.get("path") == path or (pattern is not None and "tail" not in pattern.groupindex
+                                        and pattern.fullmatch(path)):
+            found.update(route.method for route in resource if route.method != "HEAD")
+    return sorted(found)

@@ -17,7 +17,7 @@ from typing import Any
 from fabrique.policy.names import STOP_WORDS
 from fabrique.policy.patterns import Entity, Span
 
-FIX = "pip install 'fabrique[ner]'"
+FIX = "pip install 'fabrique[ner]' (from a checkout: .venv/bin/pip install -e '.[ner]')"
 SCORE = 0.85
 _PERSON_LABELS = frozenset({"PER", "PERSON"})
 _PLACE_LABELS = frozenset({"LOC", "GPE"})

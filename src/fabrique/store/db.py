@@ -27,6 +27,17 @@ SCHEMA_REVISION = "0002"
 _MIGRATION_LOCK = 0x46414252
 
 
+def _create_file(path: str) -> None:
+    """The SQLite file and its folder, readable by this user only (keys' hashes and tenants
+    live there)."""
+    try:
+        Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create the database {path}: {exc.strerror or exc}; set "
+                         "FABRIQUE_HOME or data_dir to a writable folder, or database.url") from exc
+
+
 class Database:
     """An async SQLAlchemy engine with the schema migrated to the latest revision."""
 
@@ -35,9 +46,7 @@ class Database:
         if url.startswith("sqlite"):
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
-                # Keys' hashes and tenants live here: readable by this user only.
-                Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+                _create_file(path)
             self.engine: AsyncEngine = create_async_engine(url)
         else:
             self.engine = create_async_engine(url, pool_size=5, max_overflow=10,
