@@ -32,7 +32,10 @@ def test_default_config_is_offline_and_simulated():
 
 def test_unknown_field_names_path_and_line(tmp_path):
     path = write(tmp_path, "server:\n  port: 80\n  prot: 81\n")
-    assert error_of(path).startswith(f"{path}:3: server.prot: Extra inputs are not permitted")
+    assert error_of(path).startswith(f"{path}:3: server.prot: unknown setting (every setting: ")
+    # A misspelt section whose value is a block: the line of its name, not of its first child.
+    path = write(tmp_path, "models: []\nserverr:\n  port: 1\n")
+    assert error_of(path).startswith(f"{path}:2: serverr: unknown setting")
 
 
 def test_wrong_type_says_what_was_expected(tmp_path):

@@ -547,9 +547,11 @@ def _describe(exc: ValidationError, path: Path, root: yaml.Node | None) -> str:
         if err["type"] == "union_tag_invalid":
             loc.append("type")
         field = _dotted(loc) or "(top level)"
-        line = _line_of(root, loc)
+        line = _line_of(root, loc, key=err["type"] == "extra_forbidden")
         where = f"{path}:{line}" if line else str(path)
         message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting (every setting: fabrique config reference, or docs/config.md)"
         shown = repr(err.get("input"))
         quiet = ("missing", "value_error", "extra_forbidden", "union_tag_invalid")
         got = "" if err["type"] in quiet else f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
@@ -564,21 +566,27 @@ def _dotted(loc: list[Any]) -> str:
     return out
 
 
-def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
-    """Line (1-based) of the deepest YAML node found along ``loc``."""
+def _line_of(node: yaml.Node | None, loc: list[Any], key: bool = False) -> int | None:
+    """Line (1-based) of the deepest YAML node found along ``loc``; with ``key``, of the last
+    mapping key rather than of its value, which starts on the next line when it is a block
+    ("serverr:⏎  port: …", an unknown setting)."""
     line = None
     for part in loc:
         if node is None:
             break
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == part), None)
+            pair = next(((k, v) for k, v in node.value if k.value == part), None)
+            node = pair[1] if pair is not None else None
+            if key and pair is not None:
+                line = pair[0].start_mark.line + 1
+                continue
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:
             node = None
-    if node is not None:
-        line = node.start_mark.line + 1
+        if node is not None:
+            line = node.start_mark.line + 1
     return line
 
 
