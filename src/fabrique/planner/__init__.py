@@ -1,0 +1,1 @@
+"""Capacity planner: from megawatts and GPU racks to tokens/s, users served, €/Mtok and Wh/Mtok."""

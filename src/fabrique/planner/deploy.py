@@ -1,0 +1,74 @@
+"""Turn catalog entries into the model's parameter arrays: one entry per configuration, gathered
+from small per-accelerator and per-model tables by index (how sweeps stay vectorized)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fabrique.planner.catalog import BYTES, PRECISIONS, Accelerator, Model
+from fabrique.planner.engines import Engine
+from fabrique.planner.perf import Arr, Params
+from fabrique.planner.shapes import shape
+
+KV_BYTES = {"fp16": 2.0, "fp8": 1.0, "fp4": 1.0}  # FP4 weights keep an FP8 KV cache
+
+
+def _hardware(accs: Sequence[Accelerator]) -> dict[str, Arr]:
+    peak = np.array([[a.tflops[q] * 1e12 * a.gemm_efficiency[q] for q in PRECISIONS] for a in accs])
+    attn_q = ["fp16", "fp8", "fp8"]  # attention runs at the KV cache's precision
+    attn = np.array([[a.tflops[q] * 1e12 * a.gemm_efficiency[q] for q in attn_q] for a in accs])
+    return {"peak": peak, "attn_peak": attn,
+            "bw": np.array([a.memory_bw_tbs * 1e12 * a.hbm_efficiency for a in accs]),
+            "link": np.array([a.nvlink_gbs * 1e9 for a in accs]),
+            "mem": np.array([a.memory_gb * 1e9 for a in accs]),
+            "sms": np.array([float(a.sms) for a in accs])}
+
+
+def _models(models: Sequence[Model]) -> dict[str, Arr]:
+    shapes = [shape(m) for m in models]
+    return {"p_dense": np.array([s.params_dense for s in shapes]),
+            "embed_in": np.array([s.embed_in for s in shapes]),
+            "expert": np.array([s.expert_params for s in shapes]),
+            "experts": np.array([float(s.experts) for s in shapes]),
+            "active": np.array([float(s.active_experts) for s in shapes]),
+            "moe_layers": np.array([float(s.moe_layers) for s in shapes]),
+            "kv_elems": np.array([s.kv_elems_per_token for s in shapes]),
+            "attn_fpc": np.array([s.attn_flops_per_ctx for s in shapes]),
+            "act_elems": np.array([s.act_elems_per_token for s in shapes]),
+            "layers": np.array([float(s.layers) for s in shapes]),
+            "hidden": np.array([float(s.hidden) for s in shapes]),
+            "kv_split": np.array([1.0 if s.mla else float(s.kv_heads) for s in shapes]),
+            "gemm_n": np.array([[g[0] for g in s.gemms] for s in shapes]),
+            "gemm_k": np.array([[g[1] for g in s.gemms] for s in shapes]),
+            "gemm_count": np.array([[g[2] for g in s.gemms] for s in shapes]),
+            "gemm_split": np.array([[float(g[3]) for g in s.gemms] for s in shapes])}
+
+
+def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
+          acc: Arr, mod: Arr, prec: Arr, n: Arr, dep: Arr) -> Params:
+    """Parameters for configurations given as index arrays into `accs`, `models` and PRECISIONS."""
+    hw, md = _hardware(accs), _models(models)
+    a, m, q = acc.astype(np.intp), mod.astype(np.intp), prec.astype(np.intp)
+    wbytes = np.array([BYTES[x] for x in PRECISIONS])[q]
+    kvbytes = np.array([KV_BYTES[x] for x in PRECISIONS])[q]
+    one = np.ones(np.broadcast(a, m, q, n, dep).shape)
+    return Params(
+        peak=hw["peak"][a, q], attn_peak=hw["attn_peak"][a, q], bw=hw["bw"][a], link=hw["link"][a],
+        mem=hw["mem"][a], sms=hw["sms"][a] * one, **{k: v[m] for k, v in md.items()},
+        n=n * one, dep=dep * one, wbytes=wbytes, kvbytes=kvbytes,
+        max_batch=engine.max_batch * one, max_tokens=engine.max_num_tokens * one,
+        kv_frac=engine.kv_memory_fraction * one, workspace=engine.workspace_gb * 1e9 * one,
+        t_step=engine.step_overhead_ms * 1e-3 * one, t_seq=engine.per_sequence_us * 1e-6 * one,
+        t_layer=engine.per_layer_us * 1e-6 * one, alpha=engine.collective_latency_us * 1e-6 * one,
+        link_eff=engine.link_efficiency * one,
+        reserve_full=float(engine.reserve_full_sequence) * one)
+
+
+def single(acc: Accelerator, model: Model, precision: str, gpus: int, dep: bool,
+           engine: Engine) -> Params:
+    """Parameters for one configuration (0-d arrays)."""
+    z = np.zeros(())
+    return build([acc], [model], engine, z, z, z + PRECISIONS.index(precision),
+                 z + gpus, z + float(dep))

@@ -1,0 +1,144 @@
+"""One planning question: how fast does this model run on these GPUs, under these targets?"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from fabrique.planner import catalog
+from fabrique.planner.deploy import single
+from fabrique.planner.engines import engine as find_engine
+from fabrique.planner.errors import PlannerError
+from fabrique.planner.perf import Params, curve, kv_bytes_per_token, kv_free_bytes, max_batch
+from fabrique.planner.perf import weights_per_gpu as weights_gpu
+
+
+@dataclass(frozen=True)
+class Question:
+    gpu: str
+    gpus: int
+    model: str
+    precision: str
+    input_tokens: int
+    output_tokens: int
+    tpot_ms: float | None = None
+    ttft_ms: float | None = None
+    engine: str = "trtllm"
+    parallel: str = "auto"      # auto | tp | dep (attention data-parallel + expert-parallel)
+
+
+@dataclass
+class Answer:
+    gpu: str
+    model: str
+    precision: str
+    gpus: int
+    parallel: str
+    engine: str
+    input_tokens: int
+    output_tokens: int
+    fits: bool
+    reason: str | None
+    meets_targets: bool
+    tokens_per_s_per_gpu: float
+    tokens_per_s: float
+    ttft_ms: float
+    tpot_ms: float
+    batch: int
+    max_batch: int
+    weights_gb_per_gpu: float
+    kv_cache_gb: float
+    status: str
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self, with_curve: bool = False) -> dict[str, object]:
+        out = asdict(self)
+        if not with_curve:
+            out.pop("curve")
+        return out
+
+
+def batch_grid(top: float, points: int = 48) -> np.ndarray:
+    """Batch sizes from 1 to `top`, geometric, integers, `top` included."""
+    if top < 1:
+        return np.ones(1)
+    grid = np.unique(np.round(np.geomspace(1.0, top, points)))
+    return np.asarray(grid, dtype=np.float64)
+
+
+def _check(q: Question) -> None:
+    for name in ("gpus", "input_tokens", "output_tokens"):
+        if getattr(q, name) < 1:
+            raise PlannerError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("tpot_ms", "ttft_ms"):
+        value = getattr(q, name)
+        if value is not None and value <= 0:
+            raise PlannerError(f"--{name.replace('_', '-')} must be positive")
+    if q.parallel not in ("auto", "tp", "dep"):
+        raise PlannerError(f"--parallel must be auto, tp or dep, not {q.parallel!r}")
+
+
+def _why_not(q: Question, acc: catalog.Accelerator, mdl: catalog.Model, p: Params,
+             top: float) -> str | None:
+    if q.gpus > acc.nvlink_domain:
+        return (f"{q.gpus} GPUs exceed one {acc.name} NVLink domain ({acc.nvlink_domain}); "
+                "parallelism across domains (pipeline stages over the network) is not modeled: "
+                "plan replicas of at most one domain")
+    if q.input_tokens + q.output_tokens > mdl.max_context:
+        return (f"input+output tokens {q.input_tokens + q.output_tokens} exceed {mdl.name}'s "
+                f"context of {mdl.max_context}")
+    weights = float(weights_gpu(p)) / 1e9
+    room = acc.memory_gb - float(p.workspace) / 1e9
+    if weights > room:
+        return (f"weights: {mdl.name} at {q.precision} needs {weights:.1f} GB per GPU over "
+                f"{q.gpus} GPU(s); {acc.name} has {acc.memory_gb:g} GB, {room:.0f} GB after the "
+                "engine's workspace; use more GPUs or a lower precision")
+    if top < 1:
+        per_seq = float(kv_bytes_per_token(p)) * (q.input_tokens + q.output_tokens) / 1e9
+        return (f"KV cache: one sequence of {q.input_tokens + q.output_tokens} tokens needs "
+                f"{per_seq:.2f} GB; {max(float(kv_free_bytes(p)), 0) / 1e9:.2f} GB is left "
+                "after the weights")
+    return None
+
+
+def estimate(q: Question, *, with_curve: bool = False) -> Answer:
+    """Answer `q`: the best batch meeting the targets (or the maximum throughput without any)."""
+    _check(q)
+    acc, mdl = catalog.accelerator(q.gpu), catalog.model(q.model)
+    prec, eng = catalog.precision(q.precision), find_engine(q.engine)
+    dep = mdl.moe is not None and q.gpus > 1 and q.parallel != "tp"
+    if q.parallel == "dep" and mdl.moe is None:
+        raise PlannerError(f"--parallel dep needs a mixture-of-experts model; {mdl.name} is dense")
+    p = single(acc, mdl, prec, q.gpus, dep, eng)
+    isl, osl = np.array(float(q.input_tokens)), np.array(float(q.output_tokens))
+    top = float(max_batch(p, isl, osl))
+    reason = _why_not(q, acc, mdl, p, top)
+    base = dict(gpu=acc.name, model=mdl.name, precision=prec, gpus=q.gpus,
+                parallel="dep" if dep else "tp", engine=eng.name, input_tokens=q.input_tokens,
+                output_tokens=q.output_tokens, weights_gb_per_gpu=round(float(weights_gpu(p)) / 1e9, 2),
+                kv_cache_gb=round(max(float(kv_free_bytes(p)), 0.0) / 1e9, 1), status=acc.status)
+    if reason is not None:
+        return Answer(**base, fits=False, reason=reason, meets_targets=False,  # type: ignore[arg-type]
+                      tokens_per_s_per_gpu=0.0, tokens_per_s=0.0, ttft_ms=0.0, tpot_ms=0.0,
+                      batch=0, max_batch=0)
+    grid = batch_grid(top)
+    c = curve(p, grid, isl, osl)
+    ok = np.ones(grid.shape, dtype=bool)
+    if q.tpot_ms is not None:
+        ok &= c.tpot_s * 1e3 <= q.tpot_ms
+    if q.ttft_ms is not None:
+        ok &= c.ttft_s * 1e3 <= q.ttft_ms
+    meets = bool(ok.any())
+    tput = c.tokens_per_s_per_gpu
+    i = int(np.argmax(np.where(ok, tput, -1.0))) if meets else 0
+    why = None if meets else ("no batch size meets the targets; the row shows batch 1 "
+                              f"(TTFT {c.ttft_s[0] * 1e3:.0f} ms, TPOT {c.tpot_s[0] * 1e3:.1f} ms)")
+    points = [{"batch": float(b), "ttft_ms": float(f * 1e3), "tpot_ms": float(t * 1e3),
+               "tokens_per_s_per_gpu": float(x)}
+              for b, f, t, x in zip(grid, c.ttft_s, c.tpot_s, tput, strict=True)] if with_curve else []
+    return Answer(**base, fits=True, reason=why, meets_targets=meets,  # type: ignore[arg-type]
+                  tokens_per_s_per_gpu=round(float(tput[i]), 1),
+                  tokens_per_s=round(float(tput[i]) * q.gpus, 1),
+                  ttft_ms=round(float(c.ttft_s[i]) * 1e3, 2), tpot_ms=round(float(c.tpot_s[i]) * 1e3, 3),
+                  batch=int(grid[i]), max_batch=int(top), curve=points)
