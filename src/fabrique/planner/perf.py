@@ -123,12 +123,14 @@ def _experts(p: Params, tokens: Arr) -> Arr:
 
 def _tile_efficiency(m: Arr, n: Arr, sms: Arr) -> Arr:
     """Useful share of the tensor cores for an m x n output: tiles are padded to TILE_M x TILE_N
-    and run in waves of one tile per SM, the last wave partly idle."""
+    and run in waves of one tile per SM, the last wave partly idle. When there are fewer tiles
+    than SMs, the kernel splits K to fill them (split-K)."""
     m_tiles = np.ceil(m / TILE_M)
     n_tiles = np.ceil(n / TILE_N)
-    tiles = m_tiles * n_tiles
-    waves = np.ceil(tiles / sms)
-    useful: Arr = (m / (m_tiles * TILE_M)) * (n / (n_tiles * TILE_N)) * tiles / (waves * sms)
+    units = m_tiles * n_tiles
+    units = units * np.maximum(np.floor(sms / units), 1.0)
+    waves = np.ceil(units / sms)
+    useful: Arr = (m / (m_tiles * TILE_M)) * (n / (n_tiles * TILE_N)) * units / (waves * sms)
     return useful
 
 

@@ -1,0 +1,123 @@
+"""`fabrique plan` as a user runs it (in-process with Typer's runner; one real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fabrique.cli import app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+runner = CliRunner()
+
+ESTIMATE = ["plan", "estimate", "--gpu", "H200", "--gpus", "1", "--model", "llama-3.1-70b",
+            "--precision", "fp8", "--input-tokens", "1000", "--output-tokens", "1000"]
+
+
+def test_estimate_json_has_the_fields_the_issue_names() -> None:
+    result = runner.invoke(app, [*ESTIMATE, "--tpot-ms", "50", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    for key in ("tokens_per_s_per_gpu", "ttft_ms", "tpot_ms", "batch", "fits"):
+        assert key in out
+    assert out["fits"] is True and out["tpot_ms"] <= 50 and out["tokens_per_s_per_gpu"] > 0
+
+
+def test_estimate_that_cannot_fit_is_json_with_a_reason() -> None:
+    result = runner.invoke(app, ["plan", "estimate", "--gpu", "H100", "--model", "llama-3.1-405b",
+                                 "--precision", "fp16", "--input-tokens", "1000",
+                                 "--output-tokens", "1000", "--json"])
+    assert result.exit_code == 0
+    out = json.loads(result.stdout)
+    assert out["fits"] is False and "weights" in out["reason"]
+
+
+def test_unknown_gpu_is_one_line_with_the_closest_names() -> None:
+    result = runner.invoke(app, [*ESTIMATE[:2], "--gpu", "H2OO", *ESTIMATE[4:]])
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "unknown GPU 'H2OO'; known (closest first): H200-SXM" in result.stderr
+
+
+def test_estimate_table() -> None:
+    result = runner.invoke(app, ESTIMATE)
+    assert result.exit_code == 0 and "llama-3.1-70b on 1× H200-SXM" in result.stdout
+
+
+def test_validate_prints_every_row_and_the_summary() -> None:
+    result = runner.invoke(app, ["plan", "validate", "--json"])
+    assert result.exit_code == 0
+    out = json.loads(result.stdout)
+    assert out["summary"]["rows"] == len(out["rows"]) >= 12
+    assert out["summary"]["accelerators"] >= 4 and out["summary"]["models"] >= 3
+    assert all(row["source"] for row in out["rows"])
+    table = runner.invoke(app, ["plan", "validate"])
+    assert "median |error|" in table.stdout
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("plan-*.yaml")), ids=lambda p: p.name)
+def test_examples_run_as_they_are(example: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plan", str(example), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["site"]["gpus"] > 0
+    assert all(d["fits"] and d["tokens_per_s_per_gpu"] > 0 for d in out["deployments"])
+    csv = runner.invoke(app, ["plan", "run", str(example), "--csv"])
+    assert csv.stdout.splitlines()[0].startswith("name,model,precision,gpus")
+    png = tmp_path / "plot.png"
+    table = runner.invoke(app, ["plan", str(example), "--plot", str(png)])
+    assert table.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_44mw_site_is_18000_gb200() -> None:
+    out = json.loads(runner.invoke(app, ["plan", str(EXAMPLES / "plan-44mw-gb200.yaml"),
+                                         "--json"]).stdout)
+    assert out["site"]["gpus"] == 18_000 and out["site"]["systems"] == 250
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("name: x\nfacility: {accelerator: B200, grid_mw: 1}\nworkload: {input_tokens: 10}\n"
+     "deployments: [{model: mistral-7b}]\n", ":3: workload.output_tokens: Field required"),
+    ("name: x\nfacility: {accelerator: B2O0, grid_mw: 1}\nworkload: {input_tokens: 10, "
+     "output_tokens: 5}\ndeployments: [{model: mistral-7b}]\n",
+     ":2: facility.accelerator: unknown GPU 'B2O0'; known (closest first): B200"),
+    ("name: x\nfacility: {accelerator: B200, grid_mw: 1}\nworkload: {input_tokens: 10, "
+     "output_tokens: 5}\ndeployments:\n  - model: mistral-7b\n    precision: int3\n",
+     ":6: deployments[0].precision: unknown precision 'int3'"),
+    ("name: x\nfacility: {accelerator: B200, grid_mw: 1, gpus: 8}\nworkload: {input_tokens: 10, "
+     "output_tokens: 5}\ndeployments: [{model: mistral-7b}]\n",
+     ":2: facility: give exactly one of grid_mw or gpus"),
+    ("name: [x\n", ": not valid YAML"),
+])
+def test_scenario_errors_name_the_file_line_and_field(text: str, expected: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"fabrique: {path}")
+    assert expected in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_scenario_file() -> None:
+    result = runner.invoke(app, ["plan", "no-such-file.yaml"])
+    assert result.exit_code == 2 and "cannot read the scenario" in result.stderr
+
+
+def test_every_plan_command_has_help_with_an_example() -> None:
+    for command in ("estimate", "validate", "list", "run"):
+        result = runner.invoke(app, ["plan", command, "--help"])
+        assert result.exit_code == 0 and "Example" in result.stdout
+
+
+def test_help_stays_light() -> None:
+    """`fabrique --help` must not import NumPy or matplotlib."""
+    code = ("import sys, fabrique.cli; "
+            "print(any(m in sys.modules for m in ('numpy', 'matplotlib', 'rich.table')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
