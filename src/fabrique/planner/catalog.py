@@ -83,6 +83,7 @@ class Model:
     active_params_b: float | None
     moe: MoE | None
     mla: MLA | None
+    fp4_attention: str = "fp4"   # precision of the attention projections in FP4 checkpoints
 
 
 def _sourced(entry: dict[str, Any], key: str, where: str) -> Any:
@@ -143,7 +144,9 @@ def _model(entry: dict[str, Any]) -> Model:
         heads=entry["heads"], kv_heads=entry["kv_heads"], head_dim=entry["head_dim"],
         intermediate=entry["intermediate"], vocab=entry["vocab"], attention=entry["attention"],
         max_context=entry["max_context"], params_b=float(_sourced(entry, "params_b", where)),
-        active_params_b=float(active) if active is not None else None, moe=moe, mla=mla)
+        active_params_b=float(active) if active is not None else None, moe=moe, mla=mla,
+        fp4_attention=str(_sourced(entry, "fp4_attention", where)) if "fp4_attention" in entry
+        else "fp4")
 
 
 @cache

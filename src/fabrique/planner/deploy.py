@@ -40,6 +40,7 @@ def _models(models: Sequence[Model]) -> dict[str, Arr]:
             "layers": np.array([float(s.layers) for s in shapes]),
             "hidden": np.array([float(s.hidden) for s in shapes]),
             "kv_split": np.array([1.0 if s.mla else float(s.kv_heads) for s in shapes]),
+            "attn_fp16_at_fp4": np.array([m.fp4_attention == "fp16" for m in models]),
             "gemm_n": np.array([[g[0] for g in s.gemms] for s in shapes]),
             "gemm_k": np.array([[g[1] for g in s.gemms] for s in shapes]),
             "gemm_count": np.array([[g[2] for g in s.gemms] for s in shapes]),
@@ -51,11 +52,19 @@ def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
     """Parameters for configurations given as index arrays into `accs`, `models` and PRECISIONS."""
     hw, md = _hardware(accs), _models(models)
     a, m, q = acc.astype(np.intp), mod.astype(np.intp), prec.astype(np.intp)
+    # Precision of each dense GEMM kind: the weights', except attention projections that an FP4
+    # checkpoint leaves in BF16 (GEMM kinds 0 and 1: qkv and o) and the head (kind 6), which
+    # quantized checkpoints keep in BF16 (ModelOpt and llm-compressor recipes exclude lm_head).
+    fp4, fp16 = PRECISIONS.index("fp4"), PRECISIONS.index("fp16")
+    keep = md.pop("attn_fp16_at_fp4")[m][..., None] & (q[..., None] == fp4) & (np.arange(7) < 2)
+    kind = np.where(keep | (np.arange(7) == 6), fp16, q[..., None])
     wbytes = np.array([BYTES[x] for x in PRECISIONS])[q]
     kvbytes = np.array([KV_BYTES[x] for x in PRECISIONS])[q]
     one = np.ones(np.broadcast(a, m, q, n, dep).shape)
     return Params(
-        peak=hw["peak"][a, q], attn_peak=hw["attn_peak"][a, q], bw=hw["bw"][a], link=hw["link"][a],
+        peak=hw["peak"][a, q], gemm_peak=hw["peak"][a[..., None], kind],
+        gemm_bytes=np.array([BYTES[x] for x in PRECISIONS])[kind], attn_peak=hw["attn_peak"][a, q],
+        bw=hw["bw"][a], link=hw["link"][a],
         mem=hw["mem"][a], sms=hw["sms"][a] * one, **{k: v[m] for k, v in md.items()},
         n=n * one, dep=dep * one, wbytes=wbytes, kvbytes=kvbytes,
         max_batch=engine.max_batch * one, max_tokens=engine.max_num_tokens * one,

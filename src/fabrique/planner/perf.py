@@ -44,6 +44,8 @@ class Params:
     gemm_k: Arr
     gemm_count: Arr
     gemm_split: Arr
+    gemm_peak: Arr       # [..., GEMM_KINDS] achievable FLOP/s of each kind (its own precision)
+    gemm_bytes: Arr      # [..., GEMM_KINDS] bytes per weight of each kind
     sms: Arr             # streaming multiprocessors per GPU
     layers: Arr
     hidden: Arr
@@ -71,11 +73,10 @@ def _ranks(p: Params) -> Arr:
 
 def weights_per_gpu(p: Params) -> Arr:
     """Bytes of weights one GPU holds (TP splits everything; DEP replicates all but experts)."""
-    routed = p.expert * p.experts * p.moe_layers
-    dense = p.p_dense + p.embed_in
-    tp = (dense + routed) / p.n
-    dep = dense + routed / p.n
-    return np.where(p.dep > 0, dep, tp) * p.wbytes
+    routed = p.expert * p.experts * p.moe_layers * p.wbytes
+    dense = (p.gemm_n * p.gemm_k * p.gemm_count * p.gemm_bytes).sum(axis=-1) + p.embed_in * 2.0
+    held: Arr = np.where(p.dep > 0, dense + routed / p.n, (dense + routed) / p.n)
+    return held
 
 
 def kv_bytes_per_token(p: Params) -> Arr:
@@ -143,9 +144,9 @@ def _dense_gemms(p: Params, tokens: Arr) -> Arr:
     present = p.gemm_count > 0
     n = np.where(present, n, 1.0)
     eff = _tile_efficiency(rows, n, p.sms[..., None])
-    nbytes = n * k * p.gemm_count * p.wbytes[..., None]
+    nbytes = n * k * p.gemm_count * p.gemm_bytes
     flops = 2.0 * rows * n * k * p.gemm_count
-    t = np.maximum(nbytes / p.bw[..., None], flops / (p.peak[..., None] * eff))
+    t = np.maximum(nbytes / p.bw[..., None], flops / (p.gemm_peak * eff))
     total: Arr = np.where(present, t, 0.0).sum(axis=-1)
     return total
 
