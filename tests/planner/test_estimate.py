@@ -99,3 +99,26 @@ def test_curve_is_sane_for_any_workload(isl: int, osl: int, gpu: str, model: str
     assert np.all(np.diff(tpot) > 0)          # a bigger batch never makes a step faster
     assert tput[-1] > tput[0]                  # batching pays
     assert a.tokens_per_s_per_gpu == pytest.approx(tput.max(), rel=1e-3)
+
+
+def test_a_given_concurrency_is_the_operating_batch() -> None:
+    a = estimate(Question(**{**Q.__dict__, "concurrency": 16}))
+    assert a.batch == 16 and a.reason is None
+    over = estimate(Question(**{**Q.__dict__, "concurrency": 100_000}))
+    assert over.batch == over.max_batch and over.reason is not None and "queue" in over.reason
+
+
+def test_an_arrival_rate_maps_to_a_batch_by_littles_law() -> None:
+    a = estimate(Question(**{**Q.__dict__, "rate": 1.0}))
+    request_s = a.ttft_ms / 1e3 + Q.output_tokens * a.tpot_ms / 1e3
+    assert a.batch / request_s >= 1.0
+    assert (a.batch - 1) / request_s < 1.0 + 0.05   # the smallest batch that keeps up
+    busier = estimate(Question(**{**Q.__dict__, "rate": 2.0}))
+    assert busier.batch > a.batch and busier.tpot_ms >= a.tpot_ms
+    flood = estimate(Question(**{**Q.__dict__, "rate": 1e6}))
+    assert flood.reason is not None and "capacity" in flood.reason
+
+
+def test_concurrency_and_rate_exclude_each_other() -> None:
+    with pytest.raises(PlannerError, match="not both"):
+        estimate(Question(**{**Q.__dict__, "rate": 1.0, "concurrency": 4}))

@@ -56,6 +56,11 @@ def estimate(
                                                   show_default=False)] = None,
     ttft_ms: Annotated[float | None, typer.Option(help="Target time to first token.",
                                                   show_default=False)] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        help="Load as running requests per replica (instead of the best batch).",
+        show_default=False)] = None,
+    rate: Annotated[float | None, typer.Option(
+        help="Load as arriving requests per second per replica.", show_default=False)] = None,
     engine: Annotated[str, typer.Option(help="Serving engine profile: trtllm or vllm.")] = "trtllm",
     parallel: Annotated[str, typer.Option(
         help="auto, tp (tensor-parallel) or dep (attention data-parallel + expert-parallel, MoE).")
@@ -64,7 +69,8 @@ def estimate(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Throughput per GPU and latency of one model on one kind of GPU: at the best batch that meets
-    the TTFT/TPOT targets, or at maximum throughput when none is given.
+    the TTFT/TPOT targets, or at maximum throughput when none is given; or at a given load
+    (--concurrency, or --rate in requests/s per replica).
 
     Example: `fabrique plan estimate --gpu H200 --gpus 1 --model llama-3.1-70b --precision fp8
     --input-tokens 1000 --output-tokens 1000 --tpot-ms 50 --json`
@@ -75,7 +81,8 @@ def estimate(
         answer = run_estimate(Question(gpu=gpu, gpus=gpus, model=model, precision=precision,
                                        input_tokens=input_tokens, output_tokens=output_tokens,
                                        tpot_ms=tpot_ms, ttft_ms=ttft_ms, engine=engine,
-                                       parallel=parallel), with_curve=curve)
+                                       parallel=parallel, concurrency=concurrency, rate=rate),
+                                   with_curve=curve)
     except FabriqueError as error:
         raise _fail(error) from None
     if as_json:

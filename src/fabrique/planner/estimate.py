@@ -26,6 +26,8 @@ class Question:
     ttft_ms: float | None = None
     engine: str = "trtllm"
     parallel: str = "auto"      # auto | tp | dep (attention data-parallel + expert-parallel)
+    concurrency: int | None = None      # load given as running requests per replica ...
+    rate: float | None = None           # ... or as arrivals per second per replica
 
 
 @dataclass
@@ -75,6 +77,10 @@ def _check(q: Question) -> None:
         value = getattr(q, name)
         if value is not None and value <= 0:
             raise PlannerError(f"--{name.replace('_', '-')} must be positive")
+    if q.concurrency is not None and q.rate is not None:
+        raise PlannerError("give --concurrency or --rate, not both")
+    if (q.concurrency is not None and q.concurrency < 1) or (q.rate is not None and q.rate <= 0):
+        raise PlannerError("--concurrency must be at least 1 and --rate positive")
     if q.parallel not in ("auto", "tp", "dep"):
         raise PlannerError(f"--parallel must be auto, tp or dep, not {q.parallel!r}")
 
@@ -102,6 +108,23 @@ def _why_not(q: Question, acc: catalog.Accelerator, mdl: catalog.Model, p: Param
     return None
 
 
+def _operating_point(q: Question, grid: np.ndarray, request_s: np.ndarray,
+                     top: float) -> tuple[int, str | None]:
+    """Index of the batch a given load runs at: the concurrency itself (capped by what fits), or
+    the smallest batch whose request rate (Little's law: batch / request time) covers `rate`."""
+    if q.concurrency is not None:
+        if q.concurrency > top:
+            return len(grid) - 1, (f"concurrency {q.concurrency} exceeds the {int(top)} sequences "
+                                   "that fit; the rest wait in the queue")
+        return q.concurrency - 1, None
+    rates = grid / request_s
+    enough = np.nonzero(rates >= (q.rate or 0.0))[0]
+    if enough.size == 0:
+        return len(grid) - 1, (f"{q.rate:g} requests/s exceed this replica's capacity of "
+                               f"{rates.max():.2f}; the queue grows without bound")
+    return int(enough[0]), None
+
+
 def estimate(q: Question, *, with_curve: bool = False) -> Answer:
     """Answer `q`: the best batch meeting the targets (or the maximum throughput without any)."""
     _check(q)
@@ -122,18 +145,25 @@ def estimate(q: Question, *, with_curve: bool = False) -> Answer:
         return Answer(**base, fits=False, reason=reason, meets_targets=False,  # type: ignore[arg-type]
                       tokens_per_s_per_gpu=0.0, tokens_per_s=0.0, ttft_ms=0.0, tpot_ms=0.0,
                       batch=0, max_batch=0)
-    grid = batch_grid(top)
+    loaded = q.concurrency is not None or q.rate is not None
+    grid = np.arange(1.0, top + 1.0) if loaded else batch_grid(top)
     c = curve(p, grid, isl, osl)
     ok = np.ones(grid.shape, dtype=bool)
     if q.tpot_ms is not None:
         ok &= c.tpot_s * 1e3 <= q.tpot_ms
     if q.ttft_ms is not None:
         ok &= c.ttft_s * 1e3 <= q.ttft_ms
-    meets = bool(ok.any())
     tput = c.tokens_per_s_per_gpu
-    i = int(np.argmax(np.where(ok, tput, -1.0))) if meets else 0
-    why = None if meets else ("no batch size meets the targets; the row shows batch 1 "
-                              f"(TTFT {c.ttft_s[0] * 1e3:.0f} ms, TPOT {c.tpot_s[0] * 1e3:.1f} ms)")
+    if loaded:
+        i, why = _operating_point(q, grid, c.ttft_s + osl * c.tpot_s, top)
+        meets = bool(ok[i])
+        if not meets:
+            why = "; ".join(filter(None, [why, "the targets are not met at this load"]))
+    else:
+        meets = bool(ok.any())
+        i = int(np.argmax(np.where(ok, tput, -1.0))) if meets else 0
+        why = None if meets else ("no batch size meets the targets; the row shows batch 1 "
+                                  f"(TTFT {c.ttft_s[0] * 1e3:.0f} ms, TPOT {c.tpot_s[0] * 1e3:.1f} ms)")
     points = [{"batch": float(b), "ttft_ms": float(f * 1e3), "tpot_ms": float(t * 1e3),
                "tokens_per_s_per_gpu": float(x)}
               for b, f, t, x in zip(grid, c.ttft_s, c.tpot_s, tput, strict=True)] if with_curve else []

@@ -47,7 +47,7 @@ def _row(entry: dict[str, Any]) -> Row:
     batch = max_batch(p, isl, osl)
     predicted = float(offline_run(p, batch, isl, osl, np.array(float(entry["requests"]))))
     measured = float(entry["measured"]) / (n if entry["per"] == "total" else 1)
-    return Row(gpu=acc.name, model=mdl.name, precision=entry["precision"], gpus=n,
+    return Row(gpu=acc.name, model=str(entry["model"]), precision=entry["precision"], gpus=n,
                parallel=entry["parallel"], engine=eng.name, input_tokens=int(isl),
                output_tokens=int(osl), requests=int(entry["requests"]), measured_per_gpu=measured,
                predicted_per_gpu=predicted, batch=int(batch), note=entry.get("note", ""),
