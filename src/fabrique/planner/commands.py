@@ -65,6 +65,9 @@ def estimate(
     parallel: Annotated[str, typer.Option(
         help="auto, tp (tensor-parallel) or dep (attention data-parallel + expert-parallel, MoE).")
     ] = "auto",
+    calibration: Annotated[Path | None, typer.Option(
+        help="Apply a deployment's factors (the JSON of `fabrique plan calibrate --json`).",
+        show_default=False)] = None,
     curve: Annotated[bool, typer.Option("--curve", help="Include the throughput-latency curve.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -75,13 +78,16 @@ def estimate(
     Example: `fabrique plan estimate --gpu H200 --gpus 1 --model llama-3.1-70b --precision fp8
     --input-tokens 1000 --output-tokens 1000 --tpot-ms 50 --json`
     """
+    from fabrique.planner.calibrate import load_factors
     from fabrique.planner.estimate import Question
     from fabrique.planner.estimate import estimate as run_estimate
     try:
+        factors = load_factors(calibration) if calibration is not None else None
         answer = run_estimate(Question(gpu=gpu, gpus=gpus, model=model, precision=precision,
                                        input_tokens=input_tokens, output_tokens=output_tokens,
                                        tpot_ms=tpot_ms, ttft_ms=ttft_ms, engine=engine,
-                                       parallel=parallel, concurrency=concurrency, rate=rate),
+                                       parallel=parallel, concurrency=concurrency, rate=rate,
+                                       factors=factors),
                                    with_curve=curve)
     except FabriqueError as error:
         raise _fail(error) from None
@@ -106,6 +112,77 @@ def validate(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
         return
     from fabrique.planner.report import print_validation
     print_validation(table, summary(table))
+
+
+GpuOpt = Annotated[str, typer.Option("--gpu", help="Accelerator (see `fabrique plan list`).")]
+ModelOpt = Annotated[str, typer.Option("--model", help="Model (see `fabrique plan list`).")]
+GpusOpt = Annotated[int, typer.Option("--gpus", help="GPUs per model replica.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp16 (bf16), fp8 or fp4.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="trtllm or vllm.")]
+
+
+@plan_app.command()
+def calibrate(
+    records: Annotated[Path, typer.Argument(help="Usage records, JSON lines: input_tokens, "
+                                            "output_tokens, ttft_ms, tpot_ms, concurrency.",
+                                            show_default=False)],
+    gpu: GpuOpt, model: ModelOpt, gpus: GpusOpt = 1, precision: PrecisionOpt = "fp8",
+    engine: EngineOpt = "trtllm",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Fit a deployment's compute, bandwidth and overhead factors to its measured requests
+    (TTFT and TPOT at the concurrency each ran with); `--json` output feeds
+    `fabrique plan estimate --calibration`.
+
+    Example: `fabrique plan calibrate usage.jsonl --gpu H200 --model llama-3.1-70b --json >
+    h200-70b.json`
+    """
+    from fabrique.planner.calibrate import calibrate as fit
+    from fabrique.planner.calibrate import read_records
+    from fabrique.planner.estimate import Question, params_for
+    try:
+        p = params_for(Question(gpu=gpu, gpus=gpus, model=model, precision=precision,
+                                input_tokens=1, output_tokens=1, engine=engine))
+        result = fit(p, read_records(records))
+    except FabriqueError as error:
+        raise _fail(error) from None
+    if as_json:
+        _json(result.to_dict())
+        return
+    f = result.factors
+    typer.echo(f"{records}: {result.records} requests in {result.groups} groups; factors: compute "
+               f"{f.compute:g}, bandwidth {f.bandwidth:g}, overhead {f.overhead:g}; RMS log error "
+               f"{result.rms_log_error_before:.3f} -> {result.rms_log_error_after:.3f}")
+
+
+@plan_app.command("sim-profile")
+def sim_profile(
+    gpu: GpuOpt, model: ModelOpt,
+    input_tokens: Annotated[int, typer.Option(help="Prompt tokens per request.")],
+    output_tokens: Annotated[int, typer.Option(help="Generated tokens per request.")],
+    gpus: GpusOpt = 1, precision: PrecisionOpt = "fp8", engine: EngineOpt = "trtllm",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The `fabrique simulate` flags that make the simulated engine time requests as the
+    planner predicts this deployment would (up to 64 concurrent requests).
+
+    Example: `$(fabrique plan sim-profile --gpu H200 --model llama-3.1-70b --input-tokens 500
+    --output-tokens 200) --port 8000`
+    """
+    from dataclasses import asdict
+
+    from fabrique.planner.estimate import Question, params_for
+    from fabrique.planner.simprofile import sim_timing
+    try:
+        q = Question(gpu=gpu, gpus=gpus, model=model, precision=precision,
+                     input_tokens=input_tokens, output_tokens=output_tokens, engine=engine)
+        timing = sim_timing(params_for(q), input_tokens, output_tokens)
+    except FabriqueError as error:
+        raise _fail(error) from None
+    if as_json:
+        _json({**asdict(timing), "command": timing.command()})
+    else:
+        typer.echo(timing.command())
 
 
 @plan_app.command("list")

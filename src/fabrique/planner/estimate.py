@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fabrique.planner import catalog
+from fabrique.planner.calibrate import Factors, scaled
 from fabrique.planner.deploy import single
 from fabrique.planner.engines import engine as find_engine
 from fabrique.planner.errors import PlannerError
@@ -28,6 +29,7 @@ class Question:
     parallel: str = "auto"      # auto | tp | dep (attention data-parallel + expert-parallel)
     concurrency: int | None = None      # load given as running requests per replica ...
     rate: float | None = None           # ... or as arrivals per second per replica
+    factors: Factors | None = None      # a deployment's calibration (`fabrique plan calibrate`)
 
 
 @dataclass
@@ -125,6 +127,15 @@ def _operating_point(q: Question, grid: np.ndarray, request_s: np.ndarray,
     return int(enough[0]), None
 
 
+def params_for(q: Question) -> Params:
+    """The model's parameters for the question's deployment (names resolved, calibration applied)."""
+    _check(q)
+    acc, mdl = catalog.accelerator(q.gpu), catalog.model(q.model)
+    dep = mdl.moe is not None and q.gpus > 1 and q.parallel != "tp"
+    p = single(acc, mdl, catalog.precision(q.precision), q.gpus, dep, find_engine(q.engine))
+    return scaled(p, q.factors) if q.factors is not None else p
+
+
 def estimate(q: Question, *, with_curve: bool = False) -> Answer:
     """Answer `q`: the best batch meeting the targets (or the maximum throughput without any)."""
     _check(q)
@@ -133,7 +144,7 @@ def estimate(q: Question, *, with_curve: bool = False) -> Answer:
     dep = mdl.moe is not None and q.gpus > 1 and q.parallel != "tp"
     if q.parallel == "dep" and mdl.moe is None:
         raise PlannerError(f"--parallel dep needs a mixture-of-experts model; {mdl.name} is dense")
-    p = single(acc, mdl, prec, q.gpus, dep, eng)
+    p = params_for(q)
     isl, osl = np.array(float(q.input_tokens)), np.array(float(q.output_tokens))
     top = float(max_batch(p, isl, osl))
     reason = _why_not(q, acc, mdl, p, top)
