@@ -42,10 +42,31 @@ def test_weights_that_do_not_fit_are_explained() -> None:
     assert a.reason is not None and a.reason.startswith("weights: llama-3.1-405b at fp16 needs 811")
 
 
-def test_a_replica_larger_than_the_nvlink_domain_is_refused_with_the_reason() -> None:
+def test_a_stage_larger_than_the_nvlink_domain_is_refused_with_the_way_out() -> None:
     a = estimate(Question(gpu="H100", gpus=16, model="llama-3.1-405b", precision="fp16",
                           input_tokens=1000, output_tokens=1000))
     assert not a.fits and a.reason is not None and "NVLink domain (8)" in a.reason
+    assert "--pp 2" in a.reason
+
+
+def test_pipeline_stages_across_domains_fit_what_one_domain_cannot() -> None:
+    a = estimate(Question(gpu="H100", gpus=16, pp=2, model="llama-3.1-405b", precision="fp16",
+                          input_tokens=1000, output_tokens=1000))
+    assert a.fits and a.parallel == "tp+pp2" and a.tokens_per_s_per_gpu > 0
+    with pytest.raises(PlannerError, match="--pp must divide"):
+        estimate(Question(gpu="H100", gpus=8, pp=3, model="llama-3.1-70b", precision="fp8",
+                          input_tokens=1000, output_tokens=1000))
+
+
+def test_pipeline_stages_trade_latency_for_memory() -> None:
+    def ask(gpus: int, pp: int) -> float:
+        return estimate(Question(gpu="H100", gpus=gpus, pp=pp, model="llama-3.1-70b", precision="fp8",
+                                 input_tokens=1000, output_tokens=1000, concurrency=64)).tpot_ms
+    # The same 64 sequences on 2 stages of TP4 run as 2 microbatches of 32: each round costs
+    # about what TP4 costs at 32, plus the second microbatch's fixed costs and the hand-offs.
+    tp4_at_32 = estimate(Question(gpu="H100", gpus=4, model="llama-3.1-70b", precision="fp8",
+                                  input_tokens=1000, output_tokens=1000, concurrency=32)).tpot_ms
+    assert tp4_at_32 < ask(8, 2) < 1.3 * tp4_at_32
 
 
 def test_context_longer_than_the_model_allows() -> None:

@@ -35,6 +35,7 @@ class Accelerator:
     sms: int
     nvlink_gbs: float
     nvlink_domain: int
+    network_gbs: float
     gpu_power_w: float
     gpus_per_system: int
     system_power_kw: float
@@ -118,6 +119,7 @@ def _accelerator(entry: dict[str, Any]) -> Accelerator:
         sms=int(_sourced(entry, "sms", where)),
         nvlink_gbs=float(_sourced(entry, "nvlink_gbs", where)),
         nvlink_domain=int(_sourced(entry, "nvlink_domain", where)),
+        network_gbs=float(_sourced(entry, "network_gbs", where)),
         gpu_power_w=float(_sourced(entry, "gpu_power_w", where)),
         gpus_per_system=int(_sourced(entry, "gpus_per_system", where)),
         system_power_kw=float(_sourced(entry, "system_power_kw", where)),

@@ -50,7 +50,9 @@ def estimate(
     model: Annotated[str, typer.Option(help="Model (llama-3.1-70b, mistral-large-2, deepseek-r1 …).")],
     input_tokens: Annotated[int, typer.Option(help="Prompt tokens per request.")],
     output_tokens: Annotated[int, typer.Option(help="Generated tokens per request.")],
-    gpus: Annotated[int, typer.Option(help="GPUs serving one model replica (one NVLink domain).")] = 1,
+    gpus: Annotated[int, typer.Option(help="GPUs serving one model replica.")] = 1,
+    pp: Annotated[int, typer.Option(help="Pipeline stages (each of gpus/pp GPUs; stages beyond "
+                                         "one NVLink domain hand off over the network).")] = 1,
     precision: Annotated[str, typer.Option(help="Weights: fp16 (bf16), fp8 or fp4.")] = "fp8",
     tpot_ms: Annotated[float | None, typer.Option(help="Target time per output token.",
                                                   show_default=False)] = None,
@@ -87,7 +89,7 @@ def estimate(
                                        input_tokens=input_tokens, output_tokens=output_tokens,
                                        tpot_ms=tpot_ms, ttft_ms=ttft_ms, engine=engine,
                                        parallel=parallel, concurrency=concurrency, rate=rate,
-                                       factors=factors),
+                                       factors=factors, pp=pp),
                                    with_curve=curve)
     except FabriqueError as error:
         raise _fail(error) from None

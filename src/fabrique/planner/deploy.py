@@ -22,6 +22,8 @@ def _hardware(accs: Sequence[Accelerator]) -> dict[str, Arr]:
     return {"peak": peak, "attn_peak": attn,
             "bw": np.array([a.memory_bw_tbs * 1e12 * a.hbm_efficiency for a in accs]),
             "link": np.array([a.nvlink_gbs * 1e9 for a in accs]),
+            "network": np.array([a.network_gbs * 1e9 for a in accs]),
+            "domain": np.array([float(a.nvlink_domain) for a in accs]),
             "mem": np.array([a.memory_gb * 1e9 for a in accs]),
             "sms": np.array([float(a.sms) for a in accs])}
 
@@ -48,8 +50,10 @@ def _models(models: Sequence[Model]) -> dict[str, Arr]:
 
 
 def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
-          acc: Arr, mod: Arr, prec: Arr, n: Arr, dep: Arr) -> Params:
-    """Parameters for configurations given as index arrays into `accs`, `models` and PRECISIONS."""
+          acc: Arr, mod: Arr, prec: Arr, n: Arr, dep: Arr, pp: Arr | float = 1.0) -> Params:
+    """Parameters for configurations given as index arrays into `accs`, `models` and PRECISIONS;
+    `n` GPUs per stage and `pp` stages (a replica beyond one NVLink domain hands off over the
+    scale-out network)."""
     hw, md = _hardware(accs), _models(models)
     a, m, q = acc.astype(np.intp), mod.astype(np.intp), prec.astype(np.intp)
     # Precision of each dense GEMM kind: the weights', except attention projections that an FP4
@@ -66,7 +70,9 @@ def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
         gemm_bytes=np.array([BYTES[x] for x in PRECISIONS])[kind], attn_peak=hw["attn_peak"][a, q],
         bw=hw["bw"][a], link=hw["link"][a],
         mem=hw["mem"][a], sms=hw["sms"][a] * one, **{k: v[m] for k, v in md.items()},
-        n=n * one, dep=dep * one, wbytes=wbytes, kvbytes=kvbytes,
+        n=n * one, dep=dep * one, pp=pp * one,
+        p2p_link=np.where(n * pp > hw["domain"][a], hw["network"][a],
+                          hw["link"][a]) * one, wbytes=wbytes, kvbytes=kvbytes,
         max_batch=engine.max_batch * one, max_tokens=engine.max_num_tokens * one,
         kv_frac=engine.kv_memory_fraction * one, workspace=engine.workspace_gb * 1e9 * one,
         t_step=engine.step_overhead_ms * 1e-3 * one, t_seq=engine.per_sequence_us * 1e-6 * one,
@@ -76,8 +82,8 @@ def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
 
 
 def single(acc: Accelerator, model: Model, precision: str, gpus: int, dep: bool,
-           engine: Engine) -> Params:
-    """Parameters for one configuration (0-d arrays)."""
+           engine: Engine, pp: int = 1) -> Params:
+    """Parameters for one configuration (0-d arrays): `gpus` GPUs in `pp` stages."""
     z = np.zeros(())
     return build([acc], [model], engine, z, z, z + PRECISIONS.index(precision),
-                 z + gpus, z + float(dep))
+                 z + gpus / pp, z + float(dep), z + pp)

@@ -30,6 +30,7 @@ class Question:
     concurrency: int | None = None      # load given as running requests per replica ...
     rate: float | None = None           # ... or as arrivals per second per replica
     factors: Factors | None = None      # a deployment's calibration (`fabrique plan calibrate`)
+    pp: int = 1                         # pipeline stages (gpus / pp per stage)
 
 
 @dataclass
@@ -83,16 +84,19 @@ def _check(q: Question) -> None:
         raise PlannerError("give --concurrency or --rate, not both")
     if (q.concurrency is not None and q.concurrency < 1) or (q.rate is not None and q.rate <= 0):
         raise PlannerError("--concurrency must be at least 1 and --rate positive")
+    if q.pp < 1 or q.gpus % q.pp:
+        raise PlannerError(f"--pp must divide --gpus ({q.gpus}) into equal stages")
     if q.parallel not in ("auto", "tp", "dep"):
         raise PlannerError(f"--parallel must be auto, tp or dep, not {q.parallel!r}")
 
 
 def _why_not(q: Question, acc: catalog.Accelerator, mdl: catalog.Model, p: Params,
              top: float) -> str | None:
-    if q.gpus > acc.nvlink_domain:
-        return (f"{q.gpus} GPUs exceed one {acc.name} NVLink domain ({acc.nvlink_domain}); "
-                "parallelism across domains (pipeline stages over the network) is not modeled: "
-                "plan replicas of at most one domain")
+    stage = q.gpus // q.pp
+    if stage > acc.nvlink_domain:
+        return (f"{stage} GPUs per stage exceed one {acc.name} NVLink domain ({acc.nvlink_domain}); "
+                f"use pipeline stages (--pp {-(-q.gpus // acc.nvlink_domain)} or more) so that "
+                "each stage's tensor/expert parallelism stays inside a domain")
     if q.input_tokens + q.output_tokens > mdl.max_context:
         return (f"input+output tokens {q.input_tokens + q.output_tokens} exceed {mdl.name}'s "
                 f"context of {mdl.max_context}")
@@ -131,8 +135,8 @@ def params_for(q: Question) -> Params:
     """The model's parameters for the question's deployment (names resolved, calibration applied)."""
     _check(q)
     acc, mdl = catalog.accelerator(q.gpu), catalog.model(q.model)
-    dep = mdl.moe is not None and q.gpus > 1 and q.parallel != "tp"
-    p = single(acc, mdl, catalog.precision(q.precision), q.gpus, dep, find_engine(q.engine))
+    dep = mdl.moe is not None and q.gpus // q.pp > 1 and q.parallel != "tp"
+    p = single(acc, mdl, catalog.precision(q.precision), q.gpus, dep, find_engine(q.engine), q.pp)
     return scaled(p, q.factors) if q.factors is not None else p
 
 
@@ -141,7 +145,7 @@ def estimate(q: Question, *, with_curve: bool = False) -> Answer:
     _check(q)
     acc, mdl = catalog.accelerator(q.gpu), catalog.model(q.model)
     prec, eng = catalog.precision(q.precision), find_engine(q.engine)
-    dep = mdl.moe is not None and q.gpus > 1 and q.parallel != "tp"
+    dep = mdl.moe is not None and q.gpus // q.pp > 1 and q.parallel != "tp"
     if q.parallel == "dep" and mdl.moe is None:
         raise PlannerError(f"--parallel dep needs a mixture-of-experts model; {mdl.name} is dense")
     p = params_for(q)
@@ -149,7 +153,8 @@ def estimate(q: Question, *, with_curve: bool = False) -> Answer:
     top = float(max_batch(p, isl, osl))
     reason = _why_not(q, acc, mdl, p, top)
     base = dict(gpu=acc.name, model=mdl.name, precision=prec, gpus=q.gpus,
-                parallel="dep" if dep else "tp", engine=eng.name, input_tokens=q.input_tokens,
+                parallel=("dep" if dep else "tp") + (f"+pp{q.pp}" if q.pp > 1 else ""),
+                engine=eng.name, input_tokens=q.input_tokens,
                 output_tokens=q.output_tokens, weights_gb_per_gpu=round(float(weights_gpu(p)) / 1e9, 2),
                 kv_cache_gb=round(max(float(kv_free_bytes(p)), 0.0) / 1e9, 1), status=acc.status)
     if reason is not None:

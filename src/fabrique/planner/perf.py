@@ -50,7 +50,9 @@ class Params:
     layers: Arr
     hidden: Arr
     kv_split: Arr        # ranks the KV cache divides over under TP (KV heads; 1 for MLA)
-    n: Arr               # GPUs per model replica
+    n: Arr               # GPUs per pipeline stage (the TP or EP group)
+    pp: Arr              # pipeline stages per replica (a replica has n x pp GPUs)
+    p2p_link: Arr        # bytes/s between stages (NVLink inside a domain, the network across)
     dep: Arr             # 1: attention data-parallel + expert-parallel (MoE); 0: tensor-parallel
     wbytes: Arr
     kvbytes: Arr
@@ -75,7 +77,7 @@ def weights_per_gpu(p: Params) -> Arr:
     """Bytes of weights one GPU holds (TP splits everything; DEP replicates all but experts)."""
     routed = p.expert * p.experts * p.moe_layers * p.wbytes
     dense = (p.gemm_n * p.gemm_k * p.gemm_count * p.gemm_bytes).sum(axis=-1) + p.embed_in * 2.0
-    held: Arr = np.where(p.dep > 0, dense + routed / p.n, (dense + routed) / p.n)
+    held: Arr = np.where(p.dep > 0, dense + routed / p.n, (dense + routed) / p.n) / p.pp
     return held
 
 
@@ -88,7 +90,8 @@ def kv_bytes_per_token(p: Params) -> Arr:
 def kv_free_bytes(p: Params) -> Arr:
     """KV-cache bytes over the replica after weights and workspace (negative: does not fit)."""
     free = (p.mem - weights_per_gpu(p) - p.workspace) * p.kv_frac
-    return free * p.n
+    scaled_up: Arr = free * p.n * p.pp
+    return scaled_up
 
 
 def max_batch(p: Params, isl: Arr, osl: Arr) -> Arr:
@@ -165,7 +168,14 @@ def _communication(p: Params, tokens: Arr) -> Arr:
 
 def step_time(p: Params, batch: Arr, prefill: Arr, context: Arr, prompt: Arr) -> Arr:
     """Seconds of one step: `batch` decode tokens at mean `context`, plus `prefill` prompt tokens
-    (from prompts of length `prompt`, so each attends to prompt/2 tokens on average)."""
+    (from prompts of length `prompt`, so each attends to prompt/2 tokens on average).
+
+    With pipeline stages the batch runs as `pp` microbatches; in steady state each stage works
+    through all of them for its share of the layers, so one round (one token per sequence)
+    costs the whole model at a microbatch on one stage group, plus the fixed cost of every
+    microbatch and the hand-offs between stages."""
+    full = batch
+    batch, prefill = batch / p.pp, prefill / p.pp
     tokens = batch + prefill
     ranks = _ranks(p)
     gemm = _dense_gemms(p, tokens) + _experts(p, tokens)
@@ -174,8 +184,9 @@ def step_time(p: Params, batch: Arr, prefill: Arr, context: Arr, prompt: Arr) ->
         + prefill * prompt / 2.0 * p.attn_fpc / p.n / p.attn_peak
     # elementwise kernels between the GEMMs stream activations (bf16) through HBM
     elementwise = tokens / ranks * p.act_elems * 2.0 / np.where(p.dep > 0, 1.0, p.n) / p.bw
-    fixed = p.t_step + p.t_seq * batch / ranks + p.t_layer * p.layers
-    return gemm + attn + elementwise + _communication(p, tokens) + fixed
+    fixed = p.t_step * p.pp + p.t_seq * full / ranks + p.t_layer * p.layers
+    handoff = np.where(p.pp > 1, p.pp * (p.alpha + tokens * p.hidden * 2.0 / p.n / p.p2p_link), 0.0)
+    return gemm + attn + elementwise + _communication(p, tokens) + fixed + handoff
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,7 @@ def curve(p: Params, batch: Arr, isl: Arr, osl: Arr) -> Curve:
     chunk = np.minimum(budget, isl)
     chunks = np.ceil(isl / chunk)
     ttft = chunks * step_time(p, batch, chunk, context, isl) + 0.5 * t
-    return Curve(batch=batch, tpot_s=t, ttft_s=ttft, tokens_per_s_per_gpu=batch / t / p.n)
+    return Curve(batch=batch, tpot_s=t, ttft_s=ttft, tokens_per_s_per_gpu=batch / t / (p.n * p.pp))
 
 
 def offline_run(p: Params, batch: Arr, isl: Arr, osl: Arr, requests: Arr) -> Arr:
@@ -216,4 +227,4 @@ def offline_run(p: Params, batch: Arr, isl: Arr, osl: Arr, requests: Arr) -> Arr
         return osl * step_time(p, b, b * isl / osl, context, isl)
 
     seconds = full * wave(batch) + np.where(rest > 0, wave(np.maximum(rest, 1.0)), 0.0)
-    return requests * osl / seconds / p.n
+    return requests * osl / seconds / (p.n * p.pp)

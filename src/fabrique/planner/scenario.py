@@ -68,6 +68,7 @@ class DeploymentSpec(_Model):
     model: str
     precision: str = "fp8"
     gpus_per_replica: int = Field(8, ge=1)
+    pipeline_stages: int = Field(1, ge=1, description="Stages the replica's GPUs form.")
     share: float = Field(1.0, gt=0, le=1, description="Share of the site's GPUs.")
     engine: str = "trtllm"
     parallel: str = "auto"
@@ -222,7 +223,7 @@ def _deployment(d: DeploymentSpec, acc: catalog.Accelerator, site: facility.Site
     a = estimate(Question(gpu=acc.name, gpus=d.gpus_per_replica, model=d.model, precision=d.precision,
                           input_tokens=w.input_tokens, output_tokens=w.output_tokens,
                           tpot_ms=w.tpot_ms, ttft_ms=w.ttft_ms, engine=d.engine,
-                          parallel=d.parallel), with_curve=True)
+                          parallel=d.parallel, pp=d.pipeline_stages), with_curve=True)
     name = d.name or f"{a.model} {a.precision} ×{d.gpus_per_replica}"
     usable = a.fits and a.meets_targets
     tput = a.tokens_per_s_per_gpu if usable else 0.0
