@@ -121,3 +121,14 @@ def test_help_stays_light() -> None:
             "print(any(m in sys.modules for m in ('numpy', 'matplotlib', 'rich.table')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_announced_hardware_says_so() -> None:
+    result = runner.invoke(app, ["plan", "estimate", "--gpu", "vera-rubin", "--gpus", "8", "--model",
+                                 "deepseek-r1", "--precision", "fp4", "--input-tokens", "1000",
+                                 "--output-tokens", "500"])
+    assert result.exit_code == 0 and "ANNOUNCED" in result.stdout
+    out = json.loads(runner.invoke(app, ["plan", "estimate", "--gpu", "vera-rubin", "--model",
+                                         "llama-3.1-8b", "--input-tokens", "100",
+                                         "--output-tokens", "100", "--json"]).stdout)
+    assert out["status"] == "announced"

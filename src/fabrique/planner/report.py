@@ -24,7 +24,7 @@ def print_estimate(a: Answer) -> None:
     console = _console()
     title = f"{a.model} on {a.gpus}× {a.gpu} ({a.precision}, {a.parallel}, {a.engine})"
     if a.status != "shipping":
-        title += f" [{a.status}]"
+        title += f" — {a.status.upper()}: vendor announcements and estimates, not measurements"
     if not a.fits:
         console.print(f"[bold]{title}[/bold]: does not fit — {a.reason}")
         return

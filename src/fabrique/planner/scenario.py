@@ -128,7 +128,7 @@ class ScenarioResult:
 
     def facility_line(self) -> str:
         s = self.site
-        status = "" if self.status == "shipping" else f" [{self.status}]"
+        status = "" if self.status == "shipping" else f" ({self.status.upper()}: not measured)"
         power = (f"{s.grid_mw:,.1f} MW from the grid (IT {s.it_mw:,.1f} MW" if s.grid_mw >= 1
                  else f"{s.grid_mw * 1e3:,.0f} kW from the grid (IT {s.it_mw * 1e3:,.0f} kW")
         return (f"{s.gpus:,} × {self.accelerator}{status} in {s.systems:,} systems; "
