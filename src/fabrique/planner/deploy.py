@@ -30,8 +30,7 @@ def _hardware(accs: Sequence[Accelerator]) -> dict[str, Arr]:
 
 def _models(models: Sequence[Model]) -> dict[str, Arr]:
     shapes = [shape(m) for m in models]
-    return {"p_dense": np.array([s.params_dense for s in shapes]),
-            "embed_in": np.array([s.embed_in for s in shapes]),
+    return {"embed_in": np.array([s.embed_in for s in shapes]),
             "expert": np.array([s.expert_params for s in shapes]),
             "experts": np.array([float(s.experts) for s in shapes]),
             "active": np.array([float(s.active_experts) for s in shapes]),

@@ -6,7 +6,9 @@ One engine step is a sum of kernel rooflines, each max(bytes / bandwidth, FLOPs 
 - for MoE, the routed-expert GEMMs: only the experts some token touched are read, the busiest GPU
   sets the pace (load imbalance), and each expert's rows are padded to the tensor-core tile;
 - attention: decode reads each sequence's KV cache; prefill is quadratic in the prompt;
-- communication over NVLink: tensor-parallel all-reduces, or expert-parallel all-to-all;
+- elementwise kernels streaming activations through HBM;
+- communication over NVLink: tensor-parallel all-reduces, or expert-parallel all-to-all, and
+  hand-offs between pipeline stages;
 - fixed costs per step, per running sequence and per layer (scheduling, sampling, launches).
 See docs/planner.md for the assumptions.
 """
@@ -31,8 +33,7 @@ class Params:
     bw: Arr              # achievable HBM bytes/s per GPU
     link: Arr            # NVLink bytes/s per GPU, one direction
     mem: Arr             # HBM bytes per GPU
-    p_dense: Arr         # parameters every token reads (attention, dense FFN, shared experts, head)
-    embed_in: Arr
+    embed_in: Arr        # input embedding parameters (held in BF16, one row read per token)
     expert: Arr          # parameters of one routed expert in one layer
     experts: Arr
     active: Arr
