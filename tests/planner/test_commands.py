@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from fabrique.cli import app
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plan"
 runner = CliRunner()
 
 ESTIMATE = ["plan", "estimate", "--gpu", "H200", "--gpus", "1", "--model", "llama-3.1-70b",
@@ -60,7 +60,7 @@ def test_validate_prints_every_row_and_the_summary() -> None:
     assert "median |error|" in table.stdout
 
 
-@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("plan-*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_run_as_they_are(example: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(example), "--json"])
     assert result.exit_code == 0, result.output
@@ -75,7 +75,7 @@ def test_examples_run_as_they_are(example: Path, tmp_path: Path) -> None:
 
 
 def test_44mw_site_is_18000_gb200() -> None:
-    out = json.loads(runner.invoke(app, ["plan", str(EXAMPLES / "plan-44mw-gb200.yaml"),
+    out = json.loads(runner.invoke(app, ["plan", str(EXAMPLES / "44mw-gb200.yaml"),
                                          "--json"]).stdout)
     assert out["site"]["gpus"] == 18_000 and out["site"]["systems"] == 250
 

@@ -28,7 +28,7 @@ class _PlanGroup(TyperGroup):
 plan_app = typer.Typer(
     cls=_PlanGroup, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]},
     help="Capacity planning: tokens/s, latency, users, € and Wh per Mtok for a site or a GPU.\n\n"
-    "Examples: `fabrique plan examples/plan-44mw-gb200.yaml`, "
+    "Examples: `fabrique plan examples/plan/44mw-gb200.yaml`, "
     "`fabrique plan estimate --gpu H200 --gpus 1 --model llama-3.1-70b --precision fp8 "
     "--input-tokens 1000 --output-tokens 1000 --tpot-ms 50 --json`")
 
@@ -209,7 +209,7 @@ def run(
     """Plan a site from a scenario file: GPUs from megawatts, tokens/s under latency targets,
     users served, €/Mtok, Wh/Mtok and gCO2e/Mtok. `fabrique plan FILE.yaml` does the same.
 
-    Example: `fabrique plan examples/plan-44mw-gb200.yaml --plot site.png`
+    Example: `fabrique plan examples/plan/44mw-gb200.yaml --plot site.png`
     """
     from fabrique.planner.scenario import load_scenario, plan_scenario
     try:
