@@ -132,3 +132,14 @@ def test_announced_hardware_says_so() -> None:
                                          "llama-3.1-8b", "--input-tokens", "100",
                                          "--output-tokens", "100", "--json"]).stdout)
     assert out["status"] == "announced"
+
+
+def test_a_deployment_that_cannot_fit_is_reported_not_crashed(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text("name: tight\nfacility: {accelerator: H100, gpus: 8}\n"
+                    "workload: {input_tokens: 1000, output_tokens: 100}\n"
+                    "deployments:\n  - {model: llama-3.1-405b, precision: fp16, gpus_per_replica: 8}\n")
+    table = runner.invoke(app, ["plan", str(path)])
+    assert table.exit_code == 0 and "weights: llama-3.1-405b at fp16 needs" in table.stdout
+    out = json.loads(runner.invoke(app, ["plan", str(path), "--json"]).stdout)
+    assert out["deployments"][0]["fits"] is False
