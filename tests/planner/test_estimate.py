@@ -143,3 +143,13 @@ def test_an_arrival_rate_maps_to_a_batch_by_littles_law() -> None:
 def test_concurrency_and_rate_exclude_each_other() -> None:
     with pytest.raises(PlannerError, match="not both"):
         estimate(Question(**{**Q.__dict__, "rate": 1.0, "concurrency": 4}))
+
+
+def test_a_smaller_kv_cache_holds_more_sequences() -> None:
+    base = Question(gpu="H100", gpus=1, model="llama-3.1-8b", precision="fp8", input_tokens=4000,
+                    output_tokens=1000)
+    fp16, fp8, fp4 = (estimate(Question(**{**base.__dict__, "kv_cache": kv})) for kv in
+                      ("fp16", "fp8", "fp4"))
+    assert fp16.max_batch < fp8.max_batch < fp4.max_batch
+    assert fp8.max_batch == estimate(base).max_batch          # FP8 weights default to an FP8 cache
+    assert fp4.tokens_per_s_per_gpu > fp16.tokens_per_s_per_gpu

@@ -54,6 +54,9 @@ def estimate(
     pp: Annotated[int, typer.Option(help="Pipeline stages (each of gpus/pp GPUs; stages beyond "
                                          "one NVLink domain hand off over the network).")] = 1,
     precision: Annotated[str, typer.Option(help="Weights: fp16 (bf16), fp8 or fp4.")] = "fp8",
+    kv_cache: Annotated[str | None, typer.Option(
+        help="KV-cache precision: fp16, fp8 or fp4 (default: fp16 with fp16 weights, else fp8).",
+        show_default=False)] = None,
     tpot_ms: Annotated[float | None, typer.Option(help="Target time per output token.",
                                                   show_default=False)] = None,
     ttft_ms: Annotated[float | None, typer.Option(help="Target time to first token.",
@@ -89,7 +92,7 @@ def estimate(
                                        input_tokens=input_tokens, output_tokens=output_tokens,
                                        tpot_ms=tpot_ms, ttft_ms=ttft_ms, engine=engine,
                                        parallel=parallel, concurrency=concurrency, rate=rate,
-                                       factors=factors, pp=pp),
+                                       factors=factors, pp=pp, kv_cache=kv_cache),
                                    with_curve=curve)
     except FabriqueError as error:
         raise _fail(error) from None

@@ -12,7 +12,7 @@ from fabrique.planner.engines import Engine
 from fabrique.planner.perf import Arr, Params
 from fabrique.planner.shapes import shape
 
-KV_BYTES = {"fp16": 2.0, "fp8": 1.0, "fp4": 1.0}  # FP4 weights keep an FP8 KV cache
+KV_DEFAULT = {"fp16": "fp16", "fp8": "fp8", "fp4": "fp8"}  # FP4 weights keep an FP8 KV cache
 
 
 def _hardware(accs: Sequence[Accelerator]) -> dict[str, Arr]:
@@ -49,7 +49,8 @@ def _models(models: Sequence[Model]) -> dict[str, Arr]:
 
 
 def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
-          acc: Arr, mod: Arr, prec: Arr, n: Arr, dep: Arr, pp: Arr | float = 1.0) -> Params:
+          acc: Arr, mod: Arr, prec: Arr, n: Arr, dep: Arr, pp: Arr | float = 1.0,
+          kv: Arr | None = None) -> Params:
     """Parameters for configurations given as index arrays into `accs`, `models` and PRECISIONS;
     `n` GPUs per stage and `pp` stages (a replica beyond one NVLink domain hands off over the
     scale-out network)."""
@@ -62,11 +63,15 @@ def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
     keep = md.pop("attn_fp16_at_fp4")[m][..., None] & (q[..., None] == fp4) & (np.arange(7) < 2)
     kind = np.where(keep | (np.arange(7) == 6), fp16, q[..., None])
     wbytes = np.array([BYTES[x] for x in PRECISIONS])[q]
-    kvbytes = np.array([KV_BYTES[x] for x in PRECISIONS])[q]
+    # KV cache precision (index into PRECISIONS): the weights' default unless given; attention
+    # computes at FP16 for an FP16 cache and at FP8 otherwise (an FP4 cache is dequantized).
+    kv_q = (np.array([PRECISIONS.index(KV_DEFAULT[x]) for x in PRECISIONS])[q] if kv is None
+            else kv.astype(np.intp))
+    kvbytes = np.array([BYTES[x] for x in PRECISIONS])[kv_q]
     one = np.ones(np.broadcast(a, m, q, n, dep).shape)
     return Params(
         peak=hw["peak"][a, q], gemm_peak=hw["peak"][a[..., None], kind],
-        gemm_bytes=np.array([BYTES[x] for x in PRECISIONS])[kind], attn_peak=hw["attn_peak"][a, q],
+        gemm_bytes=np.array([BYTES[x] for x in PRECISIONS])[kind], attn_peak=hw["attn_peak"][a, kv_q],
         bw=hw["bw"][a], link=hw["link"][a],
         mem=hw["mem"][a], sms=hw["sms"][a] * one, **{k: v[m] for k, v in md.items()},
         n=n * one, dep=dep * one, pp=pp * one,
@@ -81,8 +86,9 @@ def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
 
 
 def single(acc: Accelerator, model: Model, precision: str, gpus: int, dep: bool,
-           engine: Engine, pp: int = 1) -> Params:
+           engine: Engine, pp: int = 1, kv_cache: str | None = None) -> Params:
     """Parameters for one configuration (0-d arrays): `gpus` GPUs in `pp` stages."""
     z = np.zeros(())
+    kv = None if kv_cache is None else z + PRECISIONS.index(kv_cache)
     return build([acc], [model], engine, z, z, z + PRECISIONS.index(precision),
-                 z + gpus / pp, z + float(dep), z + pp)
+                 z + gpus / pp, z + float(dep), z + pp, kv)

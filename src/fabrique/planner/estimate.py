@@ -31,6 +31,7 @@ class Question:
     rate: float | None = None           # ... or as arrivals per second per replica
     factors: Factors | None = None      # a deployment's calibration (`fabrique plan calibrate`)
     pp: int = 1                         # pipeline stages (gpus / pp per stage)
+    kv_cache: str | None = None         # KV-cache precision (default: fp16 for fp16, else fp8)
 
 
 @dataclass
@@ -136,7 +137,8 @@ def params_for(q: Question) -> Params:
     _check(q)
     acc, mdl = catalog.accelerator(q.gpu), catalog.model(q.model)
     dep = mdl.moe is not None and q.gpus // q.pp > 1 and q.parallel != "tp"
-    p = single(acc, mdl, catalog.precision(q.precision), q.gpus, dep, find_engine(q.engine), q.pp)
+    kv = catalog.precision(q.kv_cache) if q.kv_cache is not None else None
+    p = single(acc, mdl, catalog.precision(q.precision), q.gpus, dep, find_engine(q.engine), q.pp, kv)
     return scaled(p, q.factors) if q.factors is not None else p
 
 

@@ -69,6 +69,7 @@ class DeploymentSpec(_Model):
     precision: str = "fp8"
     gpus_per_replica: int = Field(8, ge=1)
     pipeline_stages: int = Field(1, ge=1, description="Stages the replica's GPUs form.")
+    kv_cache: str | None = Field(None, description="KV-cache precision (default from weights).")
     share: float = Field(1.0, gt=0, le=1, description="Share of the site's GPUs.")
     engine: str = "trtllm"
     parallel: str = "auto"
@@ -177,6 +178,8 @@ def _check_names(s: Scenario, path: Path, root: yaml.Node | None) -> None:
     for i, d in enumerate(s.deployments):
         checks += [(["deployments", i, "model"], lambda d=d: catalog.model(d.model)),
                    (["deployments", i, "precision"], lambda d=d: catalog.precision(d.precision))]
+        if d.kv_cache is not None:
+            checks.append((["deployments", i, "kv_cache"], lambda d=d: catalog.precision(d.kv_cache)))
     if s.economics.gco2e_per_kwh is None:
         checks.append((["economics", "grid"], lambda: grid_intensity(s.economics.grid)))
     for loc, check in checks:
@@ -223,7 +226,8 @@ def _deployment(d: DeploymentSpec, acc: catalog.Accelerator, site: facility.Site
     a = estimate(Question(gpu=acc.name, gpus=d.gpus_per_replica, model=d.model, precision=d.precision,
                           input_tokens=w.input_tokens, output_tokens=w.output_tokens,
                           tpot_ms=w.tpot_ms, ttft_ms=w.ttft_ms, engine=d.engine,
-                          parallel=d.parallel, pp=d.pipeline_stages), with_curve=True)
+                          parallel=d.parallel, pp=d.pipeline_stages, kv_cache=d.kv_cache),
+                 with_curve=True)
     name = d.name or f"{a.model} {a.precision} ×{d.gpus_per_replica}"
     usable = a.fits and a.meets_targets
     tput = a.tokens_per_s_per_gpu if usable else 0.0
