@@ -82,7 +82,8 @@ def build(accs: Sequence[Accelerator], models: Sequence[Model], engine: Engine,
         t_step=engine.step_overhead_ms * 1e-3 * one, t_seq=engine.per_sequence_us * 1e-6 * one,
         t_layer=engine.per_layer_us * 1e-6 * one, alpha=engine.collective_latency_us * 1e-6 * one,
         link_eff=engine.link_efficiency * one,
-        reserve_full=float(engine.reserve_full_sequence) * one)
+        reserve_full=float(engine.reserve_full_sequence) * one,
+        dp_balance=float(engine.attention_dp_balance) * one)
 
 
 def single(acc: Accelerator, model: Model, precision: str, gpus: int, dep: bool,

@@ -21,6 +21,7 @@ class Engine:
     collective_latency_us: float
     link_efficiency: float
     reserve_full_sequence: bool
+    attention_dp_balance: bool
 
 
 def _engine(entry: dict[str, object]) -> Engine:

@@ -67,6 +67,7 @@ class Params:
     alpha: Arr           # collective latency, seconds
     link_eff: Arr        # achieved share of NVLink bandwidth in collectives
     reserve_full: Arr    # 1: KV reserved for input+output at admission; 0: paged as it grows
+    dp_balance: Arr      # 1: the engine spreads prefills evenly over attention-DP ranks each step
 
 
 def _ranks(p: Params) -> Arr:
@@ -139,10 +140,11 @@ def _tile_efficiency(m: Arr, n: Arr, sms: Arr) -> Arr:
     return useful
 
 
-def _dense_gemms(p: Params, tokens: Arr) -> Arr:
-    """Attention projections, dense and shared FFNs and the head, each its own roofline."""
+def _dense_gemms(p: Params, rank_tokens: Arr) -> Arr:
+    """Attention projections, dense and shared FFNs and the head, each its own roofline, for
+    the tokens of the busiest attention rank."""
     tp = np.where(p.dep > 0, 1.0, p.n)[..., None]
-    rows = np.maximum(tokens / _ranks(p), 1.0)[..., None]
+    rows = np.maximum(rank_tokens, 1.0)[..., None]
     n = p.gemm_n / np.where(p.gemm_split == 0, tp, 1.0)
     k = p.gemm_k / np.where(p.gemm_split == 1, tp, 1.0)
     present = p.gemm_count > 0
@@ -167,6 +169,38 @@ def _communication(p: Params, tokens: Arr) -> Arr:
     return np.where(n > 1, np.where(p.dep > 0, dep, tp), 0.0)
 
 
+def _poisson_max(lam: Arr, n: Arr) -> Arr:
+    """Expected maximum of `n` independent Poisson(`lam`) counts (exact sum over the first 48
+    values; the Gaussian extreme, lam + sqrt(2 lam ln n), beyond lam = 12)."""
+    lam = np.maximum(lam, 1e-12)
+    pmf = np.exp(-lam)
+    cdf = pmf.copy()
+    expected = np.zeros_like(lam)
+    for k in range(1, 49):
+        expected = expected + (1.0 - cdf ** n)   # P(max >= k)
+        pmf = pmf * lam / k
+        cdf = cdf + pmf
+    gauss = lam + np.sqrt(2.0 * lam * np.log(np.maximum(n, 1.0)))
+    result: Arr = np.where(lam > 12.0, gauss, expected)
+    return result
+
+
+def _busiest_rank_prefill(p: Params, batch: Arr, prefill: Arr, prompt: Arr) -> Arr:
+    """Prompt tokens on the busiest attention rank in a step.
+
+    Under attention data parallelism each prompt (or chunk) is prefilled by one rank, and every
+    rank waits for the slowest at the next expert all-to-all. Unless the engine balances
+    prefills over ranks, chunks land at random: chunks per rank per step ~ Poisson, and the
+    step pays for the maximum, not the mean."""
+    ranks = _ranks(p)
+    mean = prefill / ranks
+    chunk = np.maximum(np.minimum(prompt, p.max_tokens - batch / ranks), 1.0)
+    busiest = chunk * _poisson_max(mean / chunk, ranks)
+    balanced = (p.dep <= 0) | (p.dp_balance > 0) | (ranks <= 1)
+    result: Arr = np.where(balanced, mean, np.maximum(busiest, mean))
+    return result
+
+
 def step_time(p: Params, batch: Arr, prefill: Arr, context: Arr, prompt: Arr) -> Arr:
     """Seconds of one step: `batch` decode tokens at mean `context`, plus `prefill` prompt tokens
     (from prompts of length `prompt`, so each attends to prompt/2 tokens on average).
@@ -179,12 +213,15 @@ def step_time(p: Params, batch: Arr, prefill: Arr, context: Arr, prompt: Arr) ->
     batch, prefill = batch / p.pp, prefill / p.pp
     tokens = batch + prefill
     ranks = _ranks(p)
-    gemm = _dense_gemms(p, tokens) + _experts(p, tokens)
+    rank_prefill = _busiest_rank_prefill(p, batch, prefill, prompt)
+    rank_tokens = batch / ranks + rank_prefill
+    gemm = _dense_gemms(p, rank_tokens) + _experts(p, tokens)
     kv_read = batch * context * kv_bytes_per_token(p) / p.n
+    heads_split = np.where(p.dep > 0, 1.0, p.n)   # TP splits the heads; DEP keeps them whole
     attn = _roof(kv_read, batch * context * p.attn_fpc / p.n, p, p.attn_peak) \
-        + prefill * prompt / 2.0 * p.attn_fpc / p.n / p.attn_peak
+        + rank_prefill * prompt / 2.0 * p.attn_fpc / heads_split / p.attn_peak
     # elementwise kernels between the GEMMs stream activations (bf16) through HBM
-    elementwise = tokens / ranks * p.act_elems * 2.0 / np.where(p.dep > 0, 1.0, p.n) / p.bw
+    elementwise = rank_tokens * p.act_elems * 2.0 / heads_split / p.bw
     fixed = p.t_step * p.pp + p.t_seq * full / ranks + p.t_layer * p.layers
     handoff = np.where(p.pp > 1, p.pp * (p.alpha + tokens * p.hidden * 2.0 / p.n / p.p2p_link), 0.0)
     return gemm + attn + elementwise + _communication(p, tokens) + fixed + handoff

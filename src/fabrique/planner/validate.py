@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,13 +38,23 @@ class Row:
         return self.predicted_per_gpu / self.measured_per_gpu - 1.0
 
 
+# Engine settings a row may publish (its benchmark command), overriding the engine's defaults.
+SETTINGS = {"max_batch": "max_batch", "max_num_tokens": "max_num_tokens",
+            "kv_memory_fraction": "kv_memory_fraction", "attention_dp_balance": "attention_dp_balance"}
+
+
 def _row(entry: dict[str, Any]) -> Row:
     acc, mdl = catalog.accelerator(entry["gpu"]), catalog.model(entry["model"])
     eng = engine(entry["engine"])
+    eng = replace(eng, **{SETTINGS[k]: entry[k] for k in SETTINGS if k in entry})
     n = int(entry["gpus"])
-    p = single(acc, mdl, catalog.precision(entry["precision"]), n, entry["parallel"] == "dep", eng)
+    kv = catalog.precision(entry["kv_cache"]) if "kv_cache" in entry else None
+    p = single(acc, mdl, catalog.precision(entry["precision"]), n, entry["parallel"] == "dep", eng,
+               kv_cache=kv)
     isl, osl = np.array(float(entry["input_tokens"])), np.array(float(entry["output_tokens"]))
     batch = max_batch(p, isl, osl)
+    if "concurrency" in entry:  # the benchmark client keeps at most this many requests running
+        batch = np.minimum(batch, float(entry["concurrency"]))
     predicted = float(offline_run(p, batch, isl, osl, np.array(float(entry["requests"]))))
     measured = float(entry["measured"]) / (n if entry["per"] == "total" else 1)
     return Row(gpu=acc.name, model=str(entry["model"]), precision=entry["precision"], gpus=n,
