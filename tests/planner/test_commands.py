@@ -143,3 +143,24 @@ def test_a_deployment_that_cannot_fit_is_reported_not_crashed(tmp_path: Path) ->
     assert table.exit_code == 0 and "weights: llama-3.1-405b at fp16 needs" in table.stdout
     out = json.loads(runner.invoke(app, ["plan", str(path), "--json"]).stdout)
     assert out["deployments"][0]["fits"] is False
+
+
+def test_engine_settings_from_the_command_line_and_scenarios(tmp_path: Path) -> None:
+    ask = ["plan", "estimate", "--gpu", "B200", "--gpus", "8", "--model", "deepseek-r1",
+           "--precision", "fp4", "--input-tokens", "1000", "--output-tokens", "1000", "--json"]
+    base = json.loads(runner.invoke(app, ask).stdout)
+    capped = json.loads(runner.invoke(app, [*ask, "--set", "max_batch=64"]).stdout)
+    assert capped["max_batch"] == 64 * 8 < base["max_batch"]        # per attention rank
+    balanced = json.loads(runner.invoke(app, [*ask, "--set", "attention_dp_balance=true",
+                                              "--tpot-ms", "40"]).stdout)
+    unbalanced = json.loads(runner.invoke(app, [*ask, "--tpot-ms", "40"]).stdout)
+    assert balanced["tokens_per_s_per_gpu"] > unbalanced["tokens_per_s_per_gpu"]
+    bad = runner.invoke(app, [*ask, "--set", "warp_speed=9"])
+    assert bad.exit_code == 1 and "unknown engine setting 'warp_speed'" in bad.stderr
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\nfacility: {accelerator: B200, gpus: 8}\nworkload: {input_tokens: 10, "
+                    "output_tokens: 5}\ndeployments:\n  - model: mistral-7b\n"
+                    "    engine_settings: {warp: 1}\n")
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 2
+    assert ":6: deployments[0].engine_settings.warp: unknown engine" in result.stderr

@@ -43,6 +43,19 @@ def _json(obj: Any) -> None:
     sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
 
 
+def _setting(item: str) -> tuple[str, float | bool]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise FabriqueError(f"--set {item!r}: expected KEY=VALUE")
+    value = raw.strip().lower()
+    if value in ("true", "false"):
+        return key.strip(), value == "true"
+    try:
+        return key.strip(), float(value)
+    except ValueError:
+        raise FabriqueError(f"--set {item!r}: the value must be a number, true or false") from None
+
+
 @plan_app.command()
 def estimate(
     gpu: Annotated[str, typer.Option(help="Accelerator (H100, H200, B200, GB200, B300, GB300, "
@@ -70,6 +83,9 @@ def estimate(
     parallel: Annotated[str, typer.Option(
         help="auto, tp (tensor-parallel) or dep (attention data-parallel + expert-parallel, MoE).")
     ] = "auto",
+    setting: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override an engine setting, KEY=VALUE (repeatable), e.g. --set max_batch=256 "
+        "--set attention_dp_balance=true.", show_default=False)] = None,
     calibration: Annotated[Path | None, typer.Option(
         help="Apply a deployment's factors (the JSON of `fabrique plan calibrate --json`).",
         show_default=False)] = None,
@@ -88,11 +104,13 @@ def estimate(
     from fabrique.planner.estimate import estimate as run_estimate
     try:
         factors = load_factors(calibration) if calibration is not None else None
+        overrides = tuple(_setting(item) for item in setting or [])
         answer = run_estimate(Question(gpu=gpu, gpus=gpus, model=model, precision=precision,
                                        input_tokens=input_tokens, output_tokens=output_tokens,
                                        tpot_ms=tpot_ms, ttft_ms=ttft_ms, engine=engine,
                                        parallel=parallel, concurrency=concurrency, rate=rate,
-                                       factors=factors, pp=pp, kv_cache=kv_cache),
+                                       factors=factors, pp=pp, kv_cache=kv_cache,
+                                       engine_settings=overrides),
                                    with_curve=curve)
     except FabriqueError as error:
         raise _fail(error) from None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from fabrique.planner import catalog
 from fabrique.planner.calibrate import Factors, scaled
 from fabrique.planner.deploy import single
+from fabrique.planner.engines import Engine
 from fabrique.planner.engines import engine as find_engine
 from fabrique.planner.errors import PlannerError
 from fabrique.planner.perf import Params, curve, kv_bytes_per_token, kv_free_bytes, max_batch
@@ -32,6 +34,7 @@ class Question:
     factors: Factors | None = None      # a deployment's calibration (`fabrique plan calibrate`)
     pp: int = 1                         # pipeline stages (gpus / pp per stage)
     kv_cache: str | None = None         # KV-cache precision (default: fp16 for fp16, else fp8)
+    engine_settings: tuple[tuple[str, float | bool], ...] = ()   # overrides of the engine profile
 
 
 @dataclass
@@ -132,13 +135,26 @@ def _operating_point(q: Question, grid: np.ndarray, request_s: np.ndarray,
     return int(enough[0]), None
 
 
+def _engine(q: Question) -> Engine:
+    """The engine profile with the question's overrides (names checked)."""
+    eng = find_engine(q.engine)
+    known = [f for f in Engine.__dataclass_fields__ if f != "name"]
+    overrides: dict[str, Any] = {}
+    for key, value in q.engine_settings:
+        if key not in known:
+            raise PlannerError(f"unknown engine setting {key!r}; known: {', '.join(known)}")
+        kind = Engine.__dataclass_fields__[key].type   # annotations are strings here
+        overrides[key] = bool(value) if kind == "bool" else int(value) if kind == "int" else float(value)
+    return replace(eng, **overrides)
+
+
 def params_for(q: Question) -> Params:
     """The model's parameters for the question's deployment (names resolved, calibration applied)."""
     _check(q)
     acc, mdl = catalog.accelerator(q.gpu), catalog.model(q.model)
     dep = mdl.moe is not None and q.gpus // q.pp > 1 and q.parallel != "tp"
     kv = catalog.precision(q.kv_cache) if q.kv_cache is not None else None
-    p = single(acc, mdl, catalog.precision(q.precision), q.gpus, dep, find_engine(q.engine), q.pp, kv)
+    p = single(acc, mdl, catalog.precision(q.precision), q.gpus, dep, _engine(q), q.pp, kv)
     return scaled(p, q.factors) if q.factors is not None else p
 
 
@@ -146,7 +162,7 @@ def estimate(q: Question, *, with_curve: bool = False) -> Answer:
     """Answer `q`: the best batch meeting the targets (or the maximum throughput without any)."""
     _check(q)
     acc, mdl = catalog.accelerator(q.gpu), catalog.model(q.model)
-    prec, eng = catalog.precision(q.precision), find_engine(q.engine)
+    prec, eng = catalog.precision(q.precision), _engine(q)
     dep = mdl.moe is not None and q.gpus // q.pp > 1 and q.parallel != "tp"
     if q.parallel == "dep" and mdl.moe is None:
         raise PlannerError(f"--parallel dep needs a mixture-of-experts model; {mdl.name} is dense")

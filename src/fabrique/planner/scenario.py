@@ -70,6 +70,9 @@ class DeploymentSpec(_Model):
     gpus_per_replica: int = Field(8, ge=1)
     pipeline_stages: int = Field(1, ge=1, description="Stages the replica's GPUs form.")
     kv_cache: str | None = Field(None, description="KV-cache precision (default from weights).")
+    engine_settings: dict[str, float | bool] = Field(
+        default_factory=dict, description="Overrides of the engine profile (see engines.yaml), "
+        "e.g. {max_batch: 256, attention_dp_balance: true}.")
     share: float = Field(1.0, gt=0, le=1, description="Share of the site's GPUs.")
     engine: str = "trtllm"
     parallel: str = "auto"
@@ -180,6 +183,9 @@ def _check_names(s: Scenario, path: Path, root: yaml.Node | None) -> None:
                    (["deployments", i, "precision"], lambda d=d: catalog.precision(d.precision))]
         if d.kv_cache is not None:
             checks.append((["deployments", i, "kv_cache"], lambda d=d: catalog.precision(d.kv_cache)))
+        for key in d.engine_settings:
+            checks.append((["deployments", i, "engine_settings", key],
+                           lambda key=key: _engine_setting(key)))
     if s.economics.gco2e_per_kwh is None:
         checks.append((["economics", "grid"], lambda: grid_intensity(s.economics.grid)))
     for loc, check in checks:
@@ -190,6 +196,13 @@ def _check_names(s: Scenario, path: Path, root: yaml.Node | None) -> None:
             field_ = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
             raise ScenarioError(f"{path}:{line or '?'}: {field_.replace('.[', '[')}: "
                                 f"{exc.message}") from None
+
+
+def _engine_setting(key: str) -> None:
+    from fabrique.planner.engines import Engine
+    known = [f for f in Engine.__dataclass_fields__ if f != "name"]
+    if key not in known:
+        raise PlannerError(f"unknown engine setting {key!r}; known: {', '.join(known)}")
 
 
 def grid_intensity(grid: str) -> float:
@@ -226,7 +239,8 @@ def _deployment(d: DeploymentSpec, acc: catalog.Accelerator, site: facility.Site
     a = estimate(Question(gpu=acc.name, gpus=d.gpus_per_replica, model=d.model, precision=d.precision,
                           input_tokens=w.input_tokens, output_tokens=w.output_tokens,
                           tpot_ms=w.tpot_ms, ttft_ms=w.ttft_ms, engine=d.engine,
-                          parallel=d.parallel, pp=d.pipeline_stages, kv_cache=d.kv_cache),
+                          parallel=d.parallel, pp=d.pipeline_stages, kv_cache=d.kv_cache,
+                          engine_settings=tuple(d.engine_settings.items())),
                  with_curve=True)
     name = d.name or f"{a.model} {a.precision} ×{d.gpus_per_replica}"
     usable = a.fits and a.meets_targets
