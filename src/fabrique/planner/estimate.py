@@ -180,7 +180,9 @@ def estimate(q: Question, *, with_curve: bool = False) -> Answer:
                       tokens_per_s_per_gpu=0.0, tokens_per_s=0.0, ttft_ms=0.0, tpot_ms=0.0,
                       batch=0, max_batch=0)
     loaded = q.concurrency is not None or q.rate is not None
-    grid = np.arange(1.0, top + 1.0) if loaded else batch_grid(top)
+    # Every batch size up to 8,192 (tile and wave effects make the curve jagged, so a coarse
+    # grid can miss the best point under a target); the curve shown is thinned to 48 points.
+    grid = np.arange(1.0, top + 1.0) if top <= 8192 else batch_grid(top, 8192)
     c = curve(p, grid, isl, osl)
     ok = np.ones(grid.shape, dtype=bool)
     if q.tpot_ms is not None:
@@ -198,9 +200,10 @@ def estimate(q: Question, *, with_curve: bool = False) -> Answer:
         i = int(np.argmax(np.where(ok, tput, -1.0))) if meets else 0
         why = None if meets else ("no batch size meets the targets; the row shows batch 1 "
                                   f"(TTFT {c.ttft_s[0] * 1e3:.0f} ms, TPOT {c.tpot_s[0] * 1e3:.1f} ms)")
-    points = [{"batch": float(b), "ttft_ms": float(f * 1e3), "tpot_ms": float(t * 1e3),
-               "tokens_per_s_per_gpu": float(x)}
-              for b, f, t, x in zip(grid, c.ttft_s, c.tpot_s, tput, strict=True)] if with_curve else []
+    shown = np.union1d(np.searchsorted(grid, batch_grid(top)), [i])
+    points = [{"batch": float(grid[j]), "ttft_ms": float(c.ttft_s[j] * 1e3),
+               "tpot_ms": float(c.tpot_s[j] * 1e3), "tokens_per_s_per_gpu": float(tput[j])}
+              for j in shown] if with_curve else []
     return Answer(**base, fits=True, reason=why, meets_targets=meets,  # type: ignore[arg-type]
                   tokens_per_s_per_gpu=round(float(tput[i]), 1),
                   tokens_per_s=round(float(tput[i]) * q.gpus, 1),
