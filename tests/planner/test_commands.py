@@ -164,3 +164,15 @@ def test_engine_settings_from_the_command_line_and_scenarios(tmp_path: Path) -> 
     result = runner.invoke(app, ["plan", str(path)])
     assert result.exit_code == 2
     assert ":6: deployments[0].engine_settings.warp: unknown engine" in result.stderr
+
+
+def test_users_to_gpus() -> None:
+    out = json.loads(runner.invoke(app, ["plan", str(EXAMPLES / "startup-8xb300.yaml"),
+                                         "--json"]).stdout)
+    for d in out["deployments"]:
+        # enough whole replicas for 20,000 users, and one replica fewer would not be
+        per_gpu_users = d["users"] / d["gpus"]
+        assert d["gpus_for_users"] * per_gpu_users >= 20_000
+        replica = 4 if d["model"] == "mistral-large-2" else 1
+        assert (d["gpus_for_users"] - replica) * per_gpu_users < 20_000
+        assert d["mw_for_users"] == pytest.approx(d["gpus_for_users"] * out["site"]["kw_per_gpu"] / 1e3)

@@ -103,6 +103,12 @@ def print_scenario(result: ScenarioResult) -> None:
     console.print(perf)
     console.print(money)
     for d in result.deployments:
+        if d.gpus_for_users is not None and d.mw_for_users is not None:
+            power = (f"{d.mw_for_users:,.2f} MW" if d.mw_for_users >= 1
+                     else f"{d.mw_for_users * 1e3:,.1f} kW")
+            console.print(f"{d.name}: the demand's users need {d.gpus_for_users:,} GPUs, "
+                          f"{power} from the grid")
+    for d in result.deployments:
         if d.note:
             console.print(f"{d.name}: {d.note}")
 

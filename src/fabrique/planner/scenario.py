@@ -3,6 +3,7 @@ the deployments sharing it. Errors name the file, the line and the field."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ class DemandSpec(_Model):
     requests_per_day: float = Field(gt=0, description="Per user or agent.")
     peak_factor: float = Field(2.0, ge=1.0)
     active_days_per_month: float = Field(22.0, gt=0, le=31)
+    users: float | None = Field(None, gt=0, description="Users to serve: each deployment then "
+                                "also says the GPUs and grid MW this many users need.")
 
 
 class DeploymentSpec(_Model):
@@ -108,6 +111,8 @@ class DeploymentResult:
     tpot_ms: float
     batch: int
     users: float
+    gpus_for_users: int | None
+    mw_for_users: float | None
     eur_per_mtok: float
     eur_per_user_month: float
     eur_per_gpu_hour: float
@@ -251,10 +256,18 @@ def _deployment(d: DeploymentSpec, acc: catalog.Accelerator, site: facility.Site
                      s.demand.active_days_per_month) if s.demand else None)
     users = users_served(site_tps, demand) if demand else 0.0
     monthly = gpus * unit.eur_per_gpu_hour * HOURS_PER_MONTH
+    need: int | None = None
+    if demand is not None and s.demand is not None and s.demand.users and tput > 0:
+        # whole replicas that cover the users' peak demand
+        replicas_needed = math.ceil(s.demand.users * demand.peak_tokens_per_s
+                                    / (tput * d.gpus_per_replica))
+        need = replicas_needed * d.gpus_per_replica
     return DeploymentResult(
         name=name, model=a.model, precision=a.precision, gpus=gpus, replicas=replicas, fits=usable,
         note=a.reason, tokens_per_s_per_gpu=tput, site_tokens_per_s=site_tps, ttft_ms=a.ttft_ms,
-        tpot_ms=a.tpot_ms, batch=a.batch, users=users, eur_per_mtok=unit.eur_per_mtok,
+        tpot_ms=a.tpot_ms, batch=a.batch, users=users, gpus_for_users=need,
+        mw_for_users=need * site.kw_per_gpu / 1e3 if need is not None else None,
+        eur_per_mtok=unit.eur_per_mtok,
         eur_per_user_month=monthly / users if users > 0 else float("inf"),
         eur_per_gpu_hour=unit.eur_per_gpu_hour, wh_per_mtok=unit.wh_per_mtok,
         gco2e_per_mtok=unit.gco2e_per_mtok, curve=a.curve)
