@@ -176,3 +176,13 @@ def test_users_to_gpus() -> None:
         replica = 4 if d["model"] == "mistral-large-2" else 1
         assert (d["gpus_for_users"] - replica) * per_gpu_users < 20_000
         assert d["mw_for_users"] == pytest.approx(d["gpus_for_users"] * out["site"]["kw_per_gpu"] / 1e3)
+
+
+def test_the_scenario_format_in_the_docs_runs(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "planner.md").read_text()
+    start = doc.index("```yaml\nname: a site") + len("```yaml\n")
+    path = tmp_path / "doc.yaml"
+    path.write_text(doc[start:doc.index("```", start)])
+    result = runner.invoke(app, ["plan", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["deployments"][0]["gpus_for_users"] > 0
