@@ -22,11 +22,13 @@ class Engine:
     link_efficiency: float
     reserve_full_sequence: bool
     attention_dp_balance: bool
+    bench_settings: bool = False   # batch cap and token budget chosen as trtllm-bench does
 
 
 def _engine(entry: dict[str, object]) -> Engine:
     where = f"engines.yaml: {entry['name']}"
-    values = {f: _sourced(entry, f, where) for f in Engine.__dataclass_fields__ if f != "name"}
+    values = {f: _sourced(entry, f, where) for f in Engine.__dataclass_fields__
+              if f != "name" and (f in entry or f != "bench_settings")}
     return Engine(name=str(entry["name"]), **values)
 
 

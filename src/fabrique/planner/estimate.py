@@ -9,12 +9,13 @@ import numpy as np
 
 from fabrique.planner import catalog
 from fabrique.planner.calibrate import Factors, scaled
-from fabrique.planner.deploy import single
+from fabrique.planner.deploy import KV_DEFAULT, single
 from fabrique.planner.engines import Engine
 from fabrique.planner.engines import engine as find_engine
 from fabrique.planner.errors import PlannerError
 from fabrique.planner.perf import Params, curve, kv_bytes_per_token, kv_free_bytes, max_batch
 from fabrique.planner.perf import weights_per_gpu as weights_gpu
+from fabrique.planner.trtllm_bench import bench_settings
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,15 @@ def _engine(q: Question) -> Engine:
             raise PlannerError(f"unknown engine setting {key!r}; known: {', '.join(known)}")
         kind = Engine.__dataclass_fields__[key].type   # annotations are strings here
         overrides[key] = bool(value) if kind == "bool" else int(value) if kind == "int" else float(value)
-    return replace(eng, **overrides)
+    eng = replace(eng, **overrides)
+    if eng.bench_settings and not {"max_batch", "max_num_tokens"} & overrides.keys():
+        prec = catalog.precision(q.precision)
+        kv = catalog.precision(q.kv_cache) if q.kv_cache else KV_DEFAULT[prec]
+        cap, budget = bench_settings(catalog.accelerator(q.gpu), catalog.model(q.model), prec, kv,
+                                     q.gpus // q.pp, q.pp, q.input_tokens, q.output_tokens,
+                                     eng.kv_memory_fraction)
+        eng = replace(eng, max_batch=cap, max_num_tokens=budget)
+    return eng
 
 
 def params_for(q: Question) -> Params:

@@ -10,9 +10,10 @@ import numpy as np
 
 from fabrique.planner import catalog
 from fabrique.planner.catalog import _read
-from fabrique.planner.deploy import single
+from fabrique.planner.deploy import KV_DEFAULT, single
 from fabrique.planner.engines import engine
 from fabrique.planner.perf import max_batch, offline_run
+from fabrique.planner.trtllm_bench import bench_settings
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,19 @@ SETTINGS = {"max_batch": "max_batch", "max_num_tokens": "max_num_tokens",
 def _row(entry: dict[str, Any]) -> Row:
     acc, mdl = catalog.accelerator(entry["gpu"]), catalog.model(entry["model"])
     eng = engine(entry["engine"])
-    eng = replace(eng, **{SETTINGS[k]: entry[k] for k in SETTINGS if k in entry})
     n = int(entry["gpus"])
+    prec = catalog.precision(entry["precision"])
     kv = catalog.precision(entry["kv_cache"]) if "kv_cache" in entry else None
-    p = single(acc, mdl, catalog.precision(entry["precision"]), n, entry["parallel"] == "dep", eng,
-               kv_cache=kv)
+    if eng.bench_settings and "max_batch" not in entry and "max_num_tokens" not in entry:
+        # the run left them to trtllm-bench; its estimate uses the KV precision the checkpoint
+        # declares (`bench_kv_cache`), which may differ from the one the run used
+        declared = entry.get("bench_kv_cache") or kv or KV_DEFAULT[prec]
+        cap, budget = bench_settings(acc, mdl, prec, catalog.precision(declared), n, 1,
+                                     int(entry["input_tokens"]), int(entry["output_tokens"]),
+                                     float(entry.get("kv_memory_fraction", eng.kv_memory_fraction)))
+        eng = replace(eng, max_batch=cap, max_num_tokens=budget)
+    eng = replace(eng, **{SETTINGS[k]: entry[k] for k in SETTINGS if k in entry})
+    p = single(acc, mdl, prec, n, entry["parallel"] == "dep", eng, kv_cache=kv)
     isl, osl = np.array(float(entry["input_tokens"])), np.array(float(entry["output_tokens"]))
     batch = max_batch(p, isl, osl)
     if "concurrency" in entry:  # the benchmark client keeps at most this many requests running
