@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from fabrique.errors import ConfigError, FabriqueError
+from fabrique.planner.commands import plan_app
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
@@ -34,6 +35,7 @@ tenants_app = typer.Typer(no_args_is_help=True, context_settings=_CONTEXT,
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(config_app, name="config")
+app.add_typer(plan_app, name="plan")
 
 def _version(value: bool) -> None:
     if value:
