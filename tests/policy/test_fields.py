@@ -82,3 +82,9 @@ def test_odd_shapes_are_walked_not_crashed():
     body = {"messages": ["x", {"content": 3}, {"content": [None, 5, "y"]}], "tools": "no",
             "metadata": [], "response_format": {"json_schema": {"a": [{"description": 1}]}}}
     assert texts(body) == ["x", "y", "no"]
+
+
+def test_a_content_part_with_an_odd_type_is_uninspectable_not_a_crash():
+    body = {"messages": [{"role": "user", "content": [{"type": ["text"], "text": "x"},
+                                                      {"type": None, "text": "y"}]}]}
+    assert texts(body) == ["<['text']@messages[0].content[0]>", "<None@messages[0].content[1]>"]
