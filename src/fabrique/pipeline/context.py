@@ -62,6 +62,8 @@ class RequestContext:
     # Sovereignty: set by classify, decide and protect.
     declared_class: str | None = None  # x-fabrique-data-class sent by the client
     session: str | None = None  # x-fabrique-session-id: placeholders stay the same across it
+    agent: str | None = None  # ledger.agent_header (x-fabrique-agent-id): recorded as agent_id
+    subject: str | None = None  # ledger.subject_header: whose key encrypts the payload
     policy: PolicyConfig | None = None
     data_class: str = ""
     floor: str = ""  # the class of what is left once personal values are pseudonymized
