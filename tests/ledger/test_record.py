@@ -99,6 +99,7 @@ async def test_erasing_a_subject_makes_its_payloads_unreadable_and_keeps_the_pro
                                  headers={**auth, "x-fabrique-subject-id": subject})
         assert resp.status == 200
     first, second = await _records(gw)
+    assert first["payload"]["subject"] != second["payload"]["subject"]
     assert first["payload"]["mode"] == "encrypted"
     assert "patient" not in orjson.dumps(first).decode()  # the subject id is an HMAC
     payload = await gw.ledger.payload(0)
