@@ -1,0 +1,89 @@
+"""``fabrique audit`` as an auditor runs it: a real server, then export, verify, prove."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..test_cli import FABRIQUE, free_port, run, wait_for_port
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    import os
+    return {**os.environ, "FABRIQUE_HOME": str(tmp_path / "home")}
+
+
+@pytest.fixture
+def served(env):
+    """A `fabrique serve` that answered three requests, then stopped."""
+    key = run("keys", "create", "--tenant", "acme", env=env).stdout.strip().splitlines()[-1]
+    port = free_port()
+    proc = subprocess.Popen([*FABRIQUE, "serve", "--port", str(port)], env=env, text=True,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        ids = []
+        for _ in range(3):
+            resp = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
+                              headers={"Authorization": f"Bearer {key}"},
+                              json={"model": "fabrique-sim-chat", "max_tokens": 3,
+                                    "messages": [{"role": "user", "content": "hi"}]})
+            assert resp.status_code == 200
+            ids.append(resp.headers["x-fabrique-request-id"])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        proc.stderr.close()
+    return ids
+
+
+def test_export_verify_and_tamper(env, served, tmp_path):
+    pub = tmp_path / "ledger.pub"
+    pub.write_text(run("audit", "public-key", env=env).stdout)
+    export = tmp_path / "audit.jsonl"
+    export.write_text(run("audit", "export", env=env).stdout)
+    ok = run("audit", "verify", str(export), "--public-key", str(pub), env=env)
+    assert "ok — records 0 to 2 (3)" in ok.stdout
+    lines = export.read_text().splitlines()
+    line = json.loads(lines[2])
+    line["record"]["status"] = 500
+    lines[2] = json.dumps(line)
+    export.write_text("\n".join(lines) + "\n")
+    bad = run("audit", "verify", str(export), "--public-key", str(pub), env=env, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == (f"fabrique: {export}: record 1: modified: its content does not "
+                                  "hash to its leaf hash")
+
+
+def test_proofs_from_the_cli(env, served):
+    proof = json.loads(run("audit", "proof", "--request-id", served[1], env=env).stdout)
+    assert proof["index"] == 1 and proof["record"]["request_id"] == served[1]
+    cons = json.loads(run("audit", "proof", "--consistency", "1", env=env).stdout)
+    assert cons["first"] == 1 and cons["second"] == 3
+
+
+def test_bad_input_is_one_line(env, tmp_path):
+    out = run("audit", "verify", str(tmp_path / "none.jsonl"), "--public-key", "AAAA", env=env,
+              check=False)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--public-key" in out.stderr
+    key = run("audit", "public-key", env=env).stdout.strip()
+    out = run("audit", "verify", str(tmp_path / "none.jsonl"), "--public-key", key, env=env,
+              check=False)
+    assert out.returncode == 2 and "none.jsonl: cannot read" in out.stderr
+    out = run("audit", "export", "--since", "last tuesday", env=env, check=False)
+    assert out.returncode == 2 and out.stderr.startswith("fabrique: --since 'last tuesday'")
+    out = run("audit", "proof", "--index", "99", env=env, check=False)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "no record 99" in out.stderr
+    out = run("audit", "proof", env=env, check=False)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+
+
+def test_every_audit_command_has_help_with_an_example(env):
+    for command in ("export", "verify", "proof", "erase", "public-key", "payload"):
+        assert "Example" in run("audit", command, "--help", env=env).stdout, command
