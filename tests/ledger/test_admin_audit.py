@@ -48,7 +48,7 @@ async def test_a_tenant_sees_only_its_own_records(gateway_factory):
     assert [r["record"]["tenant"] for r in own["data"]] == ["acme", "acme"]
     everyone = await (await client.get("/admin/audit/records", headers=ADMIN)).json()
     assert len(everyone["data"]) == 4
-    other = [r["index"] for r in everyone["data"] if r["record"]["tenant"] == "globex"][0]
+    other = next(r["index"] for r in everyone["data"] if r["record"]["tenant"] == "globex")
     resp = await client.get(f"/admin/audit/records/{other}/proof", headers=keys["acme"])
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
     asked = await client.get("/admin/audit/records?tenant=globex", headers=keys["acme"])
@@ -60,7 +60,7 @@ async def test_a_tenant_sees_only_its_own_records(gateway_factory):
 
 
 async def test_a_proof_by_request_id(gateway_factory):
-    client, gw, keys = await _setup(gateway_factory)
+    client, _gw, keys = await _setup(gateway_factory)
     resp = await client.post("/v1/chat/completions", json=CHAT, headers=keys["globex"])
     request_id = resp.headers["x-fabrique-request-id"]
     proof = await (await client.get(f"/admin/audit/proof?request_id={request_id}",
