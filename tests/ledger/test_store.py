@@ -132,3 +132,19 @@ async def test_a_restarted_ledger_continues_the_same_tree(db_url, tmp_path):
         assert verify_export(await exported(led), led.signer.public).records == 10
     finally:
         await db.close()
+
+
+async def test_relaxed_sync_writes_the_same_verified_log(db_url, tmp_path):
+    config = make_config(tmp_path, ledger={"sync": "normal"})
+    db = await Database(db_url).open()
+    led = Ledger(config, db)
+    await led.start()
+    try:
+        await asyncio.gather(*(led.append(entry(i)) for i in range(50)))
+        if db.dialect == "sqlite":
+            async with db.engine.connect() as conn:
+                assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 1  # NORMAL
+        assert verify_export(await exported(led), led.signer.public).records == 50
+    finally:
+        await led.close()
+        await db.close()

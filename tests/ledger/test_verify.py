@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabrique.ledger.canonical import canonical
+from fabrique.ledger.canonical import canonical, canonical_unchecked
 from fabrique.ledger.export import head_line, header_line, record_line
 from fabrique.ledger.leaf import record_leaf_hash
 from fabrique.ledger.merkle import Frontier, frontier_nodes
@@ -72,7 +72,7 @@ def test_any_modification_is_found_at_its_index(n, data):
     field = data.draw(st.sampled_from(["request_id", "tenant", "status", "tokens", "new"]))
     line["record"][field] = data.draw(st.one_of(st.integers(), st.text(max_size=5))) \
         if field != "tokens" else {"prompt": -1}
-    if canonical(line["record"]) == canonical(orjson.loads(lines[pos])["record"]):
+    if canonical_unchecked(line["record"]) == canonical_unchecked(orjson.loads(lines[pos])["record"]):
         return  # drew the same value
     lines[pos] = orjson.dumps(line)
     err = _fails(lines)

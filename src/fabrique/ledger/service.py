@@ -33,6 +33,16 @@ _DAY_MS = 86_400_000
 _KEY_CACHE_S = 60.0  # another process's erasure applies here within this (see erase)
 
 
+def _sqlite_synchronous(db: Database, level: str) -> None:
+    """Set ``PRAGMA synchronous`` on every connection of the pool, present and future."""
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA synchronous={level}")
+        cursor.close()
+
+    sa.event.listen(db.engine.sync_engine, "connect", on_connect)
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -44,7 +54,7 @@ class Ledger:
         self.config: LedgerConfig = config.ledger
         self.data_dir: Path = config.resolved_data_dir()
         self.db = db
-        self.store = LedgerStore(db)
+        self.store = LedgerStore(db, self.config.sync)
         self.commits: GroupCommit[Entry] = GroupCommit(self.store.append, self.config.max_batch,
                                                        self.config.max_pending)
         self.signer: Signer | None = None
@@ -76,6 +86,9 @@ class Ledger:
             # (sqlite3's default) every commit is still on disk before it returns.
             async with self.db.engine.connect() as conn:
                 await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            if self.config.sync == "normal":
+                _sqlite_synchronous(self.db, "NORMAL")
+                await self.db.engine.dispose()  # pooled connections reopen with the pragma
         self.commits.start()
         self._tasks = [asyncio.create_task(self._every(self.config.sign_interval_s, self.sign)),
                        asyncio.create_task(self._every(3600.0, self.purge))]

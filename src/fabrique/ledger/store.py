@@ -9,14 +9,16 @@ processes can neither skip an index (gap) nor give one twice (fork).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fabrique.ledger.leaf import record_leaf_hash
-from fabrique.ledger.merkle import Frontier, Node, frontier_nodes
+from fabrique.ledger.merkle import Frontier, Node, frontier_nodes, root_at
 from fabrique.ledger.signing import TreeHead
 from fabrique.store import Database
 from fabrique.store.tables import (
@@ -28,7 +30,7 @@ from fabrique.store.tables import (
 )
 
 _HEAD = 1
-_IN_CHUNK = 400  # keys per (level, idx) IN (…) query
+_IN_CHUNK = 200  # keys per query (SQLite allows 32766 parameters; PostgreSQL 65535)
 
 
 @dataclass(slots=True)
@@ -52,8 +54,10 @@ class Head:
 class LedgerStore:
     """Reads and writes the ledger tables of one database."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, sync: str = "full") -> None:
         self.db = db
+        # PostgreSQL: synchronous_commit=off for ledger commits only (see ledger.sync).
+        self._relaxed = sync == "normal" and db.dialect == "postgresql"
         # The right edge after this process's last append; reused when no other process
         # appended since (the head's size tells), else read again under the lock.
         self._frontier: Frontier | None = None
@@ -62,8 +66,9 @@ class LedgerStore:
         """Append in one transaction; returns the indexes given, in order."""
         try:
             async with self.db.engine.begin() as conn:
-                size = await self._lock_head(conn)
-                frontier = await self._frontier_at(conn, size)
+                if self._relaxed:
+                    await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                size, frontier = await self._claim(conn, len(entries))
                 records, nodes, payloads = [], [], []
                 for offset, entry in enumerate(entries):
                     index = size + offset
@@ -79,24 +84,33 @@ class LedgerStore:
                 await conn.execute(ledger_nodes.insert(), nodes)
                 if payloads:
                     await conn.execute(ledger_payloads.insert(), payloads)
-                await conn.execute(ledger_head.update().where(ledger_head.c.id == _HEAD)
-                                   .values(size=frontier.size, root=frontier.root()))
         except BaseException:
             self._frontier = None
             raise
         self._frontier = frontier
         return list(range(size, size + len(entries)))
 
-    async def _lock_head(self, conn: AsyncConnection) -> int:
+    async def _claim(self, conn: AsyncConnection, count: int) -> tuple[int, Frontier]:
+        """Lock the head and move its size on by ``count``; returns the old size and the
+        frontier there. The common case (no other process appended since this one's last
+        commit) is one statement: an UPDATE conditional on the size this process knows."""
+        cached = self._frontier
+        head = ledger_head.c
+        if cached is not None:
+            moved = await conn.execute(ledger_head.update().where(
+                head.id == _HEAD, head.size == cached.size).values(size=cached.size + count))
+            if moved.rowcount == 1:
+                return cached.size, cached.copy()
+        # Another process appended (or this one just started): lock, then read. On SQLite a
+        # first write (the UPDATE above, or this one) takes the database's write lock.
         if self.db.dialect == "postgresql":
-            query = sa.select(ledger_head.c.size).where(ledger_head.c.id == _HEAD).with_for_update()
+            query = sa.select(head.size).where(head.id == _HEAD).with_for_update()
         else:
-            # SQLite has no row locks: this write takes the database's write lock first, so
-            # the read below cannot be overtaken by another process's append.
-            await conn.execute(ledger_head.update().where(ledger_head.c.id == _HEAD)
-                               .values(size=ledger_head.c.size))
-            query = sa.select(ledger_head.c.size).where(ledger_head.c.id == _HEAD)
-        return int((await conn.execute(query)).scalar_one())
+            await conn.execute(ledger_head.update().where(head.id == _HEAD).values(size=head.size))
+            query = sa.select(head.size).where(head.id == _HEAD)
+        size = int((await conn.execute(query)).scalar_one())
+        await conn.execute(ledger_head.update().where(head.id == _HEAD).values(size=size + count))
+        return size, await self._frontier_at(conn, size)
 
     async def _frontier_at(self, conn: AsyncConnection, size: int) -> Frontier:
         cached = self._frontier
@@ -111,9 +125,15 @@ class LedgerStore:
             return await _read_nodes(conn, keys)
 
     async def head(self) -> Head:
+        """The committed size and its root (computed from the stored subtrees: the head row
+        holds no root, which saves every append a write)."""
         async with self.db.engine.connect() as conn:
             row = (await conn.execute(sa.select(ledger_head).where(ledger_head.c.id == _HEAD))).one()
-        return Head(row.size, row.root, row.purged_before)
+
+            async def read(keys: Sequence[Node]) -> Mapping[Node, bytes]:
+                return await _read_nodes(conn, keys)
+            root = await root_at(read, row.size)
+        return Head(row.size, root, row.purged_before)
 
     async def save_head(self, head: TreeHead) -> None:
         async with self.db.engine.begin() as conn:
@@ -188,11 +208,28 @@ async def _read_nodes(conn: AsyncConnection, keys: Sequence[Node]) -> dict[Node,
     keys = list(keys)
     for i in range(0, len(keys), _IN_CHUNK):
         part = keys[i:i + _IN_CHUNK]
-        rows = await conn.execute(sa.select(ledger_nodes.c.level, ledger_nodes.c.idx,
-                                            ledger_nodes.c.hash).where(
-            sa.tuple_(ledger_nodes.c.level, ledger_nodes.c.idx).in_(part)))
-        out.update({(r.level, r.idx): r.hash for r in rows})
+        params = tuple(v for key in part for v in key)
+        rows: Any = await conn.exec_driver_sql(_nodes_query(conn.dialect.paramstyle, len(part)),
+                                               params)
+        out.update({(row[0], row[1]): bytes(row[2]) for row in rows})
     return out
+
+
+@functools.cache
+def _nodes_query(paramstyle: str, count: int) -> str:
+    """``SELECT … WHERE (level = ? AND idx = ?) OR …`` for ``count`` keys, as driver SQL.
+
+    Proofs run this on every call, so it skips SQLAlchemy's compiler (a different statement
+    for each number of keys) and is built once per size; both SQLite and PostgreSQL answer
+    the OR of key equalities from the primary key (a row-value IN made SQLite scan)."""
+    if paramstyle == "qmark":
+        terms = ["(level = ? AND idx = ?)"] * count
+    elif paramstyle in ("numeric_dollar", "numeric"):
+        mark = "$" if paramstyle == "numeric_dollar" else ":"
+        terms = [f"(level = {mark}{2 * k + 1} AND idx = {mark}{2 * k + 2})" for k in range(count)]
+    else:  # format / pyformat
+        terms = ["(level = %s AND idx = %s)"] * count
+    return "SELECT level, idx, hash FROM ledger_nodes WHERE " + " OR ".join(terms)
 
 
 def _tree_head(row: sa.Row[tuple[int, bytes, int, str, bytes]]) -> TreeHead:

@@ -41,7 +41,6 @@ ledger_head = sa.Table(
     "ledger_head", metadata,
     sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("root", sa.LargeBinary(32), nullable=False),
     # Records before this index were purged (retention); their leaf hashes stay.
     sa.Column("purged_before", sa.BigInteger, nullable=False),
 )

@@ -5,8 +5,6 @@ Revises: 0002
 Create Date: 2026-12-06
 """
 
-import hashlib
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -21,12 +19,10 @@ def upgrade() -> None:
         "ledger_head",
         sa.Column("id", sa.SmallInteger, nullable=False, autoincrement=False),
         sa.Column("size", sa.BigInteger, nullable=False),
-        sa.Column("root", sa.LargeBinary(32), nullable=False),
         sa.Column("purged_before", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_head"),
     )
-    op.bulk_insert(head, [{"id": 1, "size": 0, "root": hashlib.sha256(b"").digest(),
-                           "purged_before": 0}])
+    op.bulk_insert(head, [{"id": 1, "size": 0, "purged_before": 0}])
     op.create_table(
         "ledger_records",
         sa.Column("idx", sa.BigInteger, nullable=False, autoincrement=False),
