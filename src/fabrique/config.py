@@ -407,10 +407,10 @@ class LedgerConfig(_Model):
     sync: Literal["full", "normal"] = Field(
         "full", description="How durable a commit is before the answer goes out. `full`: on "
         "disk (SQLite fsyncs each commit; PostgreSQL's synchronous_commit=on), it survives a "
-        "power cut; costs one fsync per group commit (about 2.5 ms on the benchmark's VM). "
+        "power cut; costs one fsync per group commit (see bench/README.md). "
         "`normal`: it survives a crash of the gateway process, not of the machine (SQLite "
-        "WAL with synchronous=NORMAL, for the whole database file) or of the PostgreSQL "
-        "server (synchronous_commit=off for ledger commits: up to 3 × wal_writer_delay lost).")
+        "WAL with synchronous=NORMAL on the ledger's connection) or of the PostgreSQL server "
+        "(synchronous_commit=off for ledger commits: up to 3 × wal_writer_delay lost).")
     commit_timeout_s: float = Field(
         5.0, gt=0, description="Longest a request waits for its record to be committed before "
         "on_failure applies.")

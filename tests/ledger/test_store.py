@@ -141,9 +141,9 @@ async def test_relaxed_sync_writes_the_same_verified_log(db_url, tmp_path):
     await led.start()
     try:
         await asyncio.gather(*(led.append(entry(i)) for i in range(50)))
-        if db.dialect == "sqlite":
-            async with db.engine.connect() as conn:
-                assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 1  # NORMAL
+        if db.dialect == "sqlite":  # the ledger's own connection, not the others'
+            pragma = await led.store._sqlite.run(lambda c: c.execute("PRAGMA synchronous").fetchone())
+            assert pragma == (1,)  # NORMAL
         assert verify_export(await exported(led), led.signer.public).records == 50
     finally:
         await led.close()

@@ -33,16 +33,6 @@ _DAY_MS = 86_400_000
 _KEY_CACHE_S = 60.0  # another process's erasure applies here within this (see erase)
 
 
-def _sqlite_synchronous(db: Database, level: str) -> None:
-    """Set ``PRAGMA synchronous`` on every connection of the pool, present and future."""
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA synchronous={level}")
-        cursor.close()
-
-    sa.event.listen(db.engine.sync_engine, "connect", on_connect)
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -86,9 +76,6 @@ class Ledger:
             # (sqlite3's default) every commit is still on disk before it returns.
             async with self.db.engine.connect() as conn:
                 await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-            if self.config.sync == "normal":
-                _sqlite_synchronous(self.db, "NORMAL")
-                await self.db.engine.dispose()  # pooled connections reopen with the pragma
         self.commits.start()
         self._tasks = [asyncio.create_task(self._every(self.config.sign_interval_s, self.sign)),
                        asyncio.create_task(self._every(3600.0, self.purge))]
@@ -100,6 +87,7 @@ class Ledger:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.commits.close()
+        await self.store.close()
 
     async def _every(self, seconds: float, action: Any) -> None:
         while True:

@@ -10,6 +10,7 @@ processes can neither skip an index (gap) nor give one twice (fork).
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fabrique.ledger.leaf import record_leaf_hash
 from fabrique.ledger.merkle import Frontier, Node, frontier_nodes, root_at
 from fabrique.ledger.signing import TreeHead
+from fabrique.ledger.sqlite_writer import SqliteWriter
 from fabrique.store import Database
 from fabrique.store.tables import (
     ledger_head,
@@ -61,34 +63,39 @@ class LedgerStore:
         # The right edge after this process's last append; reused when no other process
         # appended since (the head's size tells), else read again under the lock.
         self._frontier: Frontier | None = None
+        path = sa.engine.make_url(db.url).database if db.dialect == "sqlite" else None
+        self._sqlite = (SqliteWriter(path, "NORMAL" if sync == "normal" else "FULL")
+                        if path and path != ":memory:" else None)
 
     async def append(self, entries: Sequence[Entry]) -> list[int]:
         """Append in one transaction; returns the indexes given, in order."""
         try:
-            async with self.db.engine.begin() as conn:
-                if self._relaxed:
-                    await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                size, frontier = await self._claim(conn, len(entries))
-                records, nodes, payloads = [], [], []
-                for offset, entry in enumerate(entries):
-                    index = size + offset
-                    leaf = record_leaf_hash(index, entry.record)
-                    nodes += [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in frontier.append(leaf)]
-                    records.append({"idx": index, "time_ms": entry.time_ms, "tenant": entry.tenant,
-                                    "request_id": entry.request_id, "record": entry.record})
-                    if entry.payload is not None:
-                        ref, blob, expires = entry.payload
-                        payloads.append({"idx": index, "tenant": entry.tenant, "subject_ref": ref,
-                                         "blob": blob, "expires_ms": expires})
-                await conn.execute(ledger_records.insert(), records)
-                await conn.execute(ledger_nodes.insert(), nodes)
-                if payloads:
-                    await conn.execute(ledger_payloads.insert(), payloads)
+            if self._sqlite is not None:
+                size, frontier = await self._sqlite.run(
+                    lambda conn: _append_sqlite(conn, entries, self._frontier))
+            else:
+                size, frontier = await self._append_sqlalchemy(entries)
         except BaseException:
             self._frontier = None
             raise
         self._frontier = frontier
         return list(range(size, size + len(entries)))
+
+    async def _append_sqlalchemy(self, entries: Sequence[Entry]) -> tuple[int, Frontier]:
+        async with self.db.engine.begin() as conn:
+            if self._relaxed:
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            size, frontier = await self._claim(conn, len(entries))
+            records, nodes, payloads = _rows(size, frontier, entries)
+            await conn.execute(ledger_records.insert(), records)
+            await conn.execute(ledger_nodes.insert(), nodes)
+            if payloads:
+                await conn.execute(ledger_payloads.insert(), payloads)
+        return size, frontier
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.close()
 
     async def _claim(self, conn: AsyncConnection, count: int) -> tuple[int, Frontier]:
         """Lock the head and move its size on by ``count``; returns the old size and the
@@ -101,8 +108,8 @@ class LedgerStore:
                 head.id == _HEAD, head.size == cached.size).values(size=cached.size + count))
             if moved.rowcount == 1:
                 return cached.size, cached.copy()
-        # Another process appended (or this one just started): lock, then read. On SQLite a
-        # first write (the UPDATE above, or this one) takes the database's write lock.
+        # Another process appended (or this one just started): lock, then read. (SQLite's
+        # in-memory databases come here: a first write takes the database's write lock.)
         if self.db.dialect == "postgresql":
             query = sa.select(head.size).where(head.id == _HEAD).with_for_update()
         else:
@@ -201,6 +208,57 @@ class LedgerStore:
             if found is None:
                 found = (await conn.execute(sa.select(ledger_head.c.size))).scalar_one()
         return int(found)
+
+
+def _rows(size: int, frontier: Frontier, entries: Sequence[Entry]) -> tuple[
+        list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of ``entries`` appended at ``size``: records, the subtrees they complete
+    (``frontier`` moves on), encrypted payloads."""
+    records, nodes, payloads = [], [], []
+    for offset, entry in enumerate(entries):
+        index = size + offset
+        leaf = record_leaf_hash(index, entry.record)
+        nodes += [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in frontier.append(leaf)]
+        records.append({"idx": index, "time_ms": entry.time_ms, "tenant": entry.tenant,
+                        "request_id": entry.request_id, "record": entry.record})
+        if entry.payload is not None:
+            ref, blob, expires = entry.payload
+            payloads.append({"idx": index, "tenant": entry.tenant, "subject_ref": ref,
+                             "blob": blob, "expires_ms": expires})
+    return records, nodes, payloads
+
+
+def _append_sqlite(conn: sqlite3.Connection, entries: Sequence[Entry],
+                   cached: Frontier | None) -> tuple[int, Frontier]:
+    """The append transaction on the writer's own connection (in its thread)."""
+    conn.execute("BEGIN IMMEDIATE")  # the write lock first: the size read below stays true
+    try:
+        size = conn.execute("SELECT size FROM ledger_head WHERE id = ?", (_HEAD,)).fetchone()[0]
+        if cached is not None and cached.size == size:
+            frontier = cached.copy()
+        else:
+            keys = frontier_nodes(size)
+            found = {}
+            for key in keys:
+                row = conn.execute("SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?",
+                                   key).fetchone()
+                found[key] = bytes(row[0])
+            frontier = Frontier(size, [found[k] for k in keys])
+        records, nodes, payloads = _rows(size, frontier, entries)
+        conn.executemany("INSERT INTO ledger_records (idx, time_ms, tenant, request_id, record) "
+                         "VALUES (:idx, :time_ms, :tenant, :request_id, :record)", records)
+        conn.executemany("INSERT INTO ledger_nodes (level, idx, hash) VALUES (:level, :idx, :hash)",
+                         nodes)
+        if payloads:
+            conn.executemany("INSERT INTO ledger_payloads (idx, tenant, subject_ref, blob, "
+                             "expires_ms) VALUES (:idx, :tenant, :subject_ref, :blob, :expires_ms)",
+                             payloads)
+        conn.execute("UPDATE ledger_head SET size = ? WHERE id = ?", (frontier.size, _HEAD))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return size, frontier
 
 
 async def _read_nodes(conn: AsyncConnection, keys: Sequence[Node]) -> dict[Node, bytes]:
