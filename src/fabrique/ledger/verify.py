@@ -127,9 +127,11 @@ def _sequence_fault(scan: _Scan, number: int, index: int) -> None:
         scan.gap_index = expected
         _fault(scan, ExportInvalid(expected, "sequence", f"found record {index} in its place", number))
     else:
-        blamed = index if index == expected - 1 else expected
-        _fault(scan, ExportInvalid(blamed, "sequence", f"record {index} appears again after "
-                                   f"record {expected - 1}", number))
+        if index == expected - 1:
+            _fault(scan, ExportInvalid(index, "sequence", f"two records claim index {index}", number))
+        else:
+            _fault(scan, ExportInvalid(expected, "sequence", f"found record {index} again in its "
+                                       "place", number))
 
 
 def _fault(scan: _Scan, problem: ExportInvalid) -> None:
