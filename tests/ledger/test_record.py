@@ -119,3 +119,17 @@ async def test_the_ledger_can_be_turned_off(gateway_factory):
     client, gw, auth = await _client(gateway_factory, enabled=False)
     assert (await client.post("/v1/chat/completions", json=CHAT, headers=auth)).status == 200
     assert (await gw.ledger.store.head()).size == 0
+
+
+async def test_a_streams_answer_is_kept_in_its_encrypted_payload(gateway_factory):
+    client, gw, auth = await _client(gateway_factory, payloads="encrypted")
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth)
+    body = await resp.read()
+    assert body.endswith(b"data: [DONE]\n\n")
+    payload = await gw.ledger.payload(0)
+    events = [orjson.loads(e) for e in payload["response"]]
+    text = "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
+    sent = "".join(c["delta"].get("content") or "" for line in body.split(b"\n\n")
+                   if line.startswith(b"data: {")
+                   for c in orjson.loads(line[6:]).get("choices", []))
+    assert text and text == sent

@@ -24,6 +24,7 @@ from fabrique.ledger import payload_crypto
 from fabrique.ledger.canonical import canonical_unchecked, decimal
 from fabrique.ledger.service import Ledger
 from fabrique.ledger.store import Entry
+from fabrique.pipeline.capture import Captured
 from fabrique.pipeline.context import RequestContext
 
 log = logging.getLogger("fabrique.ledger")
@@ -89,9 +90,15 @@ async def build_entry(ctx: RequestContext, ledger: Ledger, mode: str) -> Entry:
 
 
 def _payload_parts(ctx: RequestContext) -> dict[str, bytes | None]:
-    """The request as received (keys sorted) and the answer as sent; a stream's answer is
-    not kept (the relay does not assemble it)."""
-    answer = ctx.upstream.body if ctx.upstream is not None and not ctx.stream else None
+    """The request as received (keys sorted), and the answer: the JSON body as sent, or a
+    stream's events as the deployment sent them (``pipeline.capture``), as a JSON list of
+    their data strings."""
+    upstream = ctx.upstream
+    answer = None
+    if upstream is not None and not ctx.stream:
+        answer = upstream.body
+    elif upstream is not None and isinstance(upstream.events, Captured):
+        answer = orjson.dumps([c.decode("utf-8", "replace") for c in upstream.events.chunks])
     return {"request": orjson.dumps(ctx.body, option=orjson.OPT_SORT_KEYS), "response": answer}
 
 
