@@ -44,7 +44,7 @@ class Ledger:
         self.config: LedgerConfig = config.ledger
         self.data_dir: Path = config.resolved_data_dir()
         self.db = db
-        self.store = LedgerStore(db, self.config.sync)
+        self.store = LedgerStore(db, self.config.sync, max(10.0, 2 * self.config.commit_timeout_s))
         self.commits: GroupCommit[Entry] = GroupCommit(self.store.append, self.config.max_batch,
                                                        self.config.max_pending)
         self.signer: Signer | None = None

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fabrique.ledger.leaf import record_leaf_hash
 from fabrique.ledger.merkle import Frontier, Node, frontier_nodes, root_at
+from fabrique.ledger.pg_writer import PgWriter
 from fabrique.ledger.signing import TreeHead
 from fabrique.ledger.sqlite_writer import SqliteWriter
 from fabrique.store import Database
@@ -56,7 +57,7 @@ class Head:
 class LedgerStore:
     """Reads and writes the ledger tables of one database."""
 
-    def __init__(self, db: Database, sync: str = "full") -> None:
+    def __init__(self, db: Database, sync: str = "full", timeout_s: float = 5.0) -> None:
         self.db = db
         # PostgreSQL: synchronous_commit=off for ledger commits only (see ledger.sync).
         self._relaxed = sync == "normal" and db.dialect == "postgresql"
@@ -66,6 +67,8 @@ class LedgerStore:
         path = sa.engine.make_url(db.url).database if db.dialect == "sqlite" else None
         self._sqlite = (SqliteWriter(path, "NORMAL" if sync == "normal" else "FULL")
                         if path and path != ":memory:" else None)
+        self._pg = (PgWriter(db.url, sync == "normal", timeout_s)
+                    if db.dialect == "postgresql" and db.engine.dialect.driver == "asyncpg" else None)
 
     async def append(self, entries: Sequence[Entry]) -> list[int]:
         """Append in one transaction; returns the indexes given, in order."""
@@ -73,6 +76,8 @@ class LedgerStore:
             if self._sqlite is not None:
                 size, frontier = await self._sqlite.run(
                     lambda conn: _append_sqlite(conn, entries, self._frontier))
+            elif self._pg is not None:
+                size, frontier = await self._pg.append(entries, self._frontier, _rows)
             else:
                 size, frontier = await self._append_sqlalchemy(entries)
         except BaseException:
@@ -96,6 +101,8 @@ class LedgerStore:
     async def close(self) -> None:
         if self._sqlite is not None:
             await self._sqlite.close()
+        if self._pg is not None:
+            await self._pg.close()
 
     async def _claim(self, conn: AsyncConnection, count: int) -> tuple[int, Frontier]:
         """Lock the head and move its size on by ``count``; returns the old size and the
