@@ -13,7 +13,8 @@ and what recording adds to a gateway request.
   ``verify_export``: seconds per million records.
 - **gateway**: two in-process gateways on loopback (ledger on, ledger off) in front of the
   simulated engine, called alternately at concurrency 1: the p50 the ledger adds, and the
-  p50 time spent in the record finisher (build the record + wait for its group commit).
+  p50 time spent in the record finisher (build the record + wait for its group commit);
+  on SQLite and PostgreSQL, with ``ledger.sync`` full (fsync) and normal.
 
     .venv/bin/python bench/ledger.py            # full: 10M-leaf proofs, 1M-record export
     .venv/bin/python bench/ledger.py --quick    # < 60 s; the last stdout line is one JSON object
@@ -234,7 +235,7 @@ def bench_verify(n: int) -> dict[str, Any]:
 
 # --- the gateway ---------------------------------------------------------------------------
 
-async def bench_gateway(requests: int, workdir: Path, sync: str) -> dict[str, Any]:
+async def bench_gateway(requests: int, workdir: Path, sync: str, pg: str | None = None) -> dict[str, Any]:
     import aiohttp
     from aiohttp import web
 
@@ -255,7 +256,7 @@ async def bench_gateway(requests: int, workdir: Path, sync: str) -> dict[str, An
     for name, enabled in (("on", True), ("off", False)):
         cfg = Config.model_validate({
             "data_dir": str(workdir / f"gw-{name}-{sync}"), "server": {"access_log": False},
-            "ledger": {"enabled": enabled, "sync": sync},
+            "ledger": {"enabled": enabled, "sync": sync}, "database": {"url": pg},
             "providers": [{"name": "sim", "type": "simulated", "jurisdiction": "FR",
                            "hosting": "self-hosted", "profile": {"decode_ms_per_token": 0,
                                                                  "base_ttft_ms": 0}}],
@@ -287,7 +288,8 @@ async def bench_gateway(requests: int, workdir: Path, sync: str) -> dict[str, An
         for runner in runners:
             await runner.cleanup()
     on, off = statistics.median(lat["on"]), statistics.median(lat["off"])
-    return {"sync": sync, "requests_each": requests, "p50_ms_ledger_on": round(on * 1000, 3),
+    return {"database": "postgresql" if pg else "sqlite", "sync": sync,
+            "requests_each": requests, "p50_ms_ledger_on": round(on * 1000, 3),
             "p50_ms_ledger_off": round(off * 1000, 3), "added_p50_ms": round((on - off) * 1000, 3),
             "record_finisher_p50_ms": round(statistics.median(spent[100:]) * 1000, 3)}
 
@@ -315,8 +317,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         _say("proofs", out)
         out["verify"] = bench_verify(300_000 if quick else 1_000_000)
         _say("verify", out)
-        out["gateway"] = [await bench_gateway(500 if quick else 3000, work, sync)
-                          for sync in ("full", "normal")]
+        n = 400 if quick else 3000
+        out["gateway"] = [await bench_gateway(n, work, sync) for sync in ("full", "normal")]
+        if args.pg:
+            for sync in ("full", "normal"):
+                await drop_ledger(args.pg)
+                try:
+                    out["gateway"].append(await bench_gateway(n, work, sync, args.pg))
+                finally:
+                    await drop_ledger(args.pg)
         _say("gateway", out)
     return out
 

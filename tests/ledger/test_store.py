@@ -148,3 +148,21 @@ async def test_relaxed_sync_writes_the_same_verified_log(db_url, tmp_path):
     finally:
         await led.close()
         await db.close()
+
+
+async def test_the_generic_sqlalchemy_path_writes_the_same_log(db_url, tmp_path):
+    """Drivers other than aiosqlite and asyncpg (psycopg …) append through SQLAlchemy."""
+    config = make_config(tmp_path)
+    dbs = [await Database(db_url).open() for _ in range(2)]
+    ledgers = [Ledger(config, db) for db in dbs]
+    for led in ledgers:
+        await led.start()
+    ledgers[0].store._sqlite = ledgers[0].store._pg = None  # the generic path, beside a fast one
+    try:
+        got = await asyncio.gather(*(ledgers[i % 2].append(entry(i)) for i in range(200)))
+        assert sorted(got) == list(range(200))
+        assert verify_export(await exported(ledgers[0]), ledgers[0].signer.public).records == 200
+    finally:
+        for led, db in zip(ledgers, dbs, strict=True):
+            await led.close()
+            await db.close()
