@@ -4,10 +4,12 @@ outcome; fail closed or open; payload policies; erasure that keeps the proof."""
 from __future__ import annotations
 
 import hashlib
+import time
 
 import orjson
 import pytest
 
+from fabrique.errors import NotFound
 from fabrique.ledger.payload_crypto import PayloadUnreadable
 from fabrique.ledger.verify import verify_export
 
@@ -113,6 +115,12 @@ async def test_erasing_a_subject_makes_its_payloads_unreadable_and_keeps_the_pro
     await client.post("/v1/chat/completions", json=CHAT,
                       headers={**auth, "x-fabrique-subject-id": "patient-1"})
     assert (await gw.ledger.payload(2))["request"] == CHAT
+    # Payload retention (30 days) drops the ciphertexts; the records and the tree stay.
+    done = await gw.ledger.purge(now=int(time.time() * 1000) + 31 * 86_400_000)
+    assert done == {"payloads": 3, "records": 0}
+    with pytest.raises(NotFound):
+        await gw.ledger.payload(1)
+    assert len(await _records(gw)) == 3
 
 
 async def test_the_ledger_can_be_turned_off(gateway_factory):

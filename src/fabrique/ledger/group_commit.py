@@ -35,6 +35,11 @@ class GroupCommit(Generic[T]):
         self._closing = False
         self.batches = 0  # commits made: appends per batch = appends / batches
 
+    @property
+    def pending(self) -> int:
+        """Appends waiting for a commit (a gauge for the metrics)."""
+        return len(self._pending)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ledger-group-commit")
 

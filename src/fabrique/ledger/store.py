@@ -208,13 +208,21 @@ class LedgerStore:
                 ledger_records.c.request_id == request_id))).scalar()
 
     async def first_index_since(self, time_ms: int) -> int:
-        """The first index whose record time is at or after ``time_ms`` (the size if none)."""
+        """The first index whose record time is at or after ``time_ms`` (the size if none),
+        by binary search over the index: about 24 primary-key lookups at 10M records, where
+        an index on time would cost every append. Record times follow the index to within
+        the commit delay between gateways, so the boundary is right to a few milliseconds."""
         async with self.db.engine.connect() as conn:
-            found = (await conn.execute(sa.select(sa.func.min(ledger_records.c.idx)).where(
-                ledger_records.c.time_ms >= time_ms))).scalar()
-            if found is None:
-                found = (await conn.execute(sa.select(ledger_head.c.size))).scalar_one()
-        return int(found)
+            lo = 0
+            hi = int((await conn.execute(sa.select(ledger_head.c.size))).scalar_one())
+            query = sa.select(ledger_records.c.time_ms).where(ledger_records.c.idx == sa.bindparam("i"))
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if (await conn.execute(query, {"i": mid})).scalar_one() < time_ms:
+                    lo = mid + 1
+                else:
+                    hi = mid
+        return lo
 
 
 def _rows(size: int, frontier: Frontier, entries: Sequence[Entry]) -> tuple[
