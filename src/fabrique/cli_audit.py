@@ -90,19 +90,20 @@ def export(
 
 @audit_app.command("verify")
 def verify(
-    file: Annotated[Path, typer.Argument(help="An export (JSON lines); - for standard input.")],
+    file: Annotated[Path, typer.Argument(
+        help="An export (JSON lines) or a proof (from fabrique audit proof); - for standard input.")],
     public_key: Annotated[str, typer.Option(
         help="The ledger's public key: base64, PEM, or a file holding it "
         "(fabrique audit public-key).")],
 ) -> None:
-    """Check an export offline, with no database: exit 0 when it holds; otherwise exit 1
-    naming the first bad record's index and what is wrong (modified, removed, reordered,
-    inserted, bad signature).
+    """Check an export or a proof offline, with no database: exit 0 when it holds;
+    otherwise exit 1 naming the first bad record's index and what is wrong (modified,
+    removed, reordered, inserted, bad signature; for a proof: bad signature, fork …).
 
-    Example: `fabrique audit verify audit.jsonl --public-key ledger.pub`
+    Example: `fabrique audit verify audit.jsonl --public-key ledger.pub`, or `fabrique audit
+    proof --index 42 > p.json && fabrique audit verify p.json --public-key ledger.pub`
     """
     from fabrique.ledger.signing import parse_public_key
-    from fabrique.ledger.verify import ExportInvalid, verify_export
 
     try:
         key = parse_public_key(public_key)
@@ -115,16 +116,51 @@ def verify(
         raise _bad_input(f"{name}: cannot read ({exc.strerror})") from None
     try:
         with stream:
-            result = verify_export(stream, key)
-    except ExportInvalid as exc:
-        typer.echo(f"fabrique: {name}: {exc}", err=True)
-        raise typer.Exit(1) from None
+            message = _verify_stream(stream, key)
     except OSError as exc:
         raise _bad_input(f"{name}: cannot read ({exc.strerror})") from None
+    except _Failed as exc:
+        typer.echo(f"fabrique: {name}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{name}: ok — {message}")
+
+
+class _Failed(Exception):
+    """An export or proof that does not hold."""
+
+
+def _verify_stream(stream: Any, key: Any) -> str:
+    """An export when the first line is its header, else one JSON proof."""
+    import itertools
+
+    import orjson
+
+    from fabrique.ledger.proofs import ProofInvalid, check_proof
+    from fabrique.ledger.verify import ExportInvalid, verify_export
+
+    first = stream.readline()
+    try:
+        doc = orjson.loads(first)
+    except orjson.JSONDecodeError:  # a pretty-printed proof spans lines
+        doc = None
+        if first.strip() == b"{":
+            try:
+                doc = orjson.loads(first + stream.read(64 * 1024 * 1024))
+            except orjson.JSONDecodeError:
+                raise _Failed("not an export nor a proof (not JSON)") from None
+    if isinstance(doc, dict) and "proof" in doc:
+        try:
+            return check_proof(doc, key)
+        except ProofInvalid as exc:
+            raise _Failed(str(exc)) from None
+    try:
+        result = verify_export(itertools.chain([first], stream), key)
+    except ExportInvalid as exc:
+        raise _Failed(str(exc)) from None
     when = datetime.fromtimestamp(result.head.timestamp_ms / 1000, UTC).isoformat(timespec="seconds")
-    typer.echo(f"{name}: ok — records {result.start} to {result.head.size - 1} ({result.records}), "
-               f"tree head of size {result.head.size} signed by key {result.head.key_id} at {when}, "
-               f"{result.checkpoints} signed checkpoints matched")
+    return (f"records {result.start} to {result.head.size - 1} ({result.records}), tree head "
+            f"of size {result.head.size} signed by key {result.head.key_id} at {when}, "
+            f"{result.checkpoints} signed checkpoints matched")
 
 
 @audit_app.command("proof")

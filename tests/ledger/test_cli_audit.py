@@ -87,3 +87,25 @@ def test_bad_input_is_one_line(env, tmp_path):
 def test_every_audit_command_has_help_with_an_example(env):
     for command in ("export", "verify", "proof", "erase", "public-key", "payload"):
         assert "Example" in run("audit", command, "--help", env=env).stdout, command
+
+
+def test_proofs_verify_offline_and_a_forged_one_fails(env, served, tmp_path):
+    pub = run("audit", "public-key", env=env).stdout.strip()
+    proof = tmp_path / "p.json"
+    proof.write_text(run("audit", "proof", "--index", "2", env=env).stdout)
+    ok = run("audit", "verify", str(proof), "--public-key", pub, env=env)
+    assert "record 2 is in the log of 3 records signed by key" in ok.stdout
+    doc = json.loads(proof.read_text())
+    doc["record"]["status"] = 201
+    proof.write_text(json.dumps(doc))
+    bad = run("audit", "verify", str(proof), "--public-key", pub, env=env, check=False)
+    assert bad.returncode == 1 and "record 2: modified" in bad.stderr
+    cons = tmp_path / "c.json"
+    cons.write_text(run("audit", "proof", "--consistency", "2", env=env).stdout)
+    assert "is a prefix of the log of 3 records" in run(
+        "audit", "verify", str(cons), "--public-key", pub, env=env).stdout
+    doc = json.loads(cons.read_text())
+    doc["first_root"] = "00" * 32
+    cons.write_text(json.dumps(doc))
+    bad = run("audit", "verify", str(cons), "--public-key", pub, env=env, check=False)
+    assert bad.returncode == 1 and "fork" in bad.stderr

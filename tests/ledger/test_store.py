@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from fabrique.config import Config
 from fabrique.ledger import merkle
@@ -167,3 +168,22 @@ async def test_the_generic_sqlalchemy_path_writes_the_same_log(db_url, tmp_path)
         for led, db in zip(ledgers, dbs, strict=True):
             await led.close()
             await db.close()
+
+
+async def test_proof_documents_check_offline(ledger):
+    from fabrique.ledger.proofs import ProofInvalid, check_proof
+
+    for i in range(12):
+        await ledger.append(entry(i))
+    early = await ledger.sign()
+    for i in range(12, 30):
+        await ledger.append(entry(i))
+    public = ledger.signer.public
+    assert "record 5 is in the log of 30" in check_proof(await ledger.inclusion(5), public)
+    cons = await ledger.consistency(12)
+    assert cons["first_tree_head"]["root_hash"] == early.root.hex()
+    assert "prefix" in check_proof(cons, public)
+    forged = await ledger.inclusion(5)
+    forged["tree_head"]["size"] = 31
+    with pytest.raises(ProofInvalid, match="bad signature"):
+        check_proof(forged, public)

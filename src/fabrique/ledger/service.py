@@ -174,7 +174,9 @@ class Ledger:
                            f"{head.size})")
         read = self.store.read_nodes
         proof = await merkle.consistency_proof(read, first, second)
+        old = await self.store.head_at(first)
         return {"first": first, "second": second,
+                "first_tree_head": old.as_dict() if old is not None else None,
                 "first_root": (await merkle.root_at(read, first)).hex(),
                 "second_root": (await merkle.root_at(read, second)).hex(),
                 "proof": [h.hex() for h in proof], "tree_head": head.as_dict()}

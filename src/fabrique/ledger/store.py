@@ -164,6 +164,13 @@ class LedgerStore:
                 ledger_tree_heads.c.size.desc()).limit(1))).first()
         return None if row is None else _tree_head(row)
 
+    async def head_at(self, size: int) -> TreeHead | None:
+        """The signed head of exactly this size, if one was signed."""
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(sa.select(ledger_tree_heads).where(
+                ledger_tree_heads.c.size == size))).first()
+        return None if row is None else _tree_head(row)
+
     async def heads_between(self, after: int, upto: int) -> list[TreeHead]:
         """Signed heads with after < size ≤ upto, by size: an export's checkpoints."""
         async with self.db.engine.connect() as conn:
