@@ -141,3 +141,31 @@ async def test_a_streams_answer_is_kept_in_its_encrypted_payload(gateway_factory
                    if line.startswith(b"data: {")
                    for c in orjson.loads(line[6:]).get("choices", []))
     assert text and text == sent
+
+
+@pytest.mark.postgres
+async def test_an_unreachable_postgresql_fails_closed_then_recovers(gateway_factory, tmp_path):
+    from ..conftest import PG_URL, make_config
+    from .conftest import drop_ledger
+    from .test_processes import _forget
+
+    await drop_ledger(PG_URL)
+    tenant = f"ledger-down-{id(tmp_path)}"
+    try:
+        client, gw = await gateway_factory(make_config(tmp_path, database={"url": PG_URL},
+                                                       ledger={"commit_timeout_s": 2}))
+        _, key = await gw.keys.create_key(tenant)
+        auth = {"Authorization": f"Bearer {key}"}
+        assert (await client.post("/v1/chat/completions", json=CHAT, headers=auth)).status == 200
+        writer = gw.ledger.store._pg
+        dsn = writer._dsn
+        await writer.close()
+        writer._dsn = "postgresql://postgres@127.0.0.1:1/nowhere"  # connection refused
+        resp = await client.post("/v1/chat/completions", json=CHAT, headers=auth)
+        assert resp.status == 503 and (await resp.json())["error"]["code"] == "ledger_unavailable"
+        writer._dsn = dsn  # the database is back: the next append reconnects
+        assert (await client.post("/v1/chat/completions", json=CHAT, headers=auth)).status == 200
+        assert len(await _records(gw)) == 2
+    finally:
+        await _forget(tenant)
+        await drop_ledger(PG_URL)
