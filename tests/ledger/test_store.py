@@ -187,3 +187,18 @@ async def test_proof_documents_check_offline(ledger):
     forged["tree_head"]["size"] = 31
     with pytest.raises(ProofInvalid, match="bad signature"):
         check_proof(forged, public)
+
+
+async def test_a_record_edited_in_the_database_is_named_by_the_next_export(ledger):
+    import sqlalchemy as sa
+
+    from fabrique.ledger.verify import ExportInvalid
+
+    for i in range(20):
+        await ledger.append(entry(i))
+    forged = canonical({"request_id": "req_7", "tenant": "acme", "status": 403})
+    async with ledger.db.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE ledger_records SET record = :r WHERE idx = 7"), {"r": forged})
+    with pytest.raises(ExportInvalid) as exc:
+        verify_export(await exported(ledger), ledger.signer.public)
+    assert (exc.value.index, exc.value.kind) == (7, "modified")

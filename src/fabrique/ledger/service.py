@@ -22,7 +22,6 @@ from fabrique.config import Config, LedgerConfig
 from fabrique.errors import NotFound
 from fabrique.ledger import export, merkle, payload_crypto
 from fabrique.ledger.group_commit import GroupCommit
-from fabrique.ledger.leaf import record_leaf_hash
 from fabrique.ledger.signing import Signer, TreeHead, load_or_create_key, load_private_key, public_key_text
 from fabrique.ledger.store import Entry, LedgerStore
 from fabrique.store import Database
@@ -210,10 +209,10 @@ class Ledger:
             if cp.size - last >= gap:
                 checkpoints.append(cp)
                 last = cp.size
-        async for index, record in self.store.records(start, head.size):
+        async for index, record, leaf in self.store.records_with_leaves(start, head.size):
             if record is None:
                 raise NotFound(f"record {index} was purged while exporting; export again")
-            yield export.record_line(index, record, record_leaf_hash(index, record))
+            yield export.record_line(index, record, leaf)
             while checkpoints and checkpoints[0].size <= index + 1:
                 cp = checkpoints.pop(0)
                 if cp.size == index + 1:

@@ -195,12 +195,24 @@ class LedgerStore:
                 return
             start = rows[-1].idx + 1
 
-    async def leaf_hashes(self, start: int, end: int) -> dict[int, bytes]:
-        async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(ledger_nodes.c.idx, ledger_nodes.c.hash).where(
-                ledger_nodes.c.level == 0, ledger_nodes.c.idx >= start,
-                ledger_nodes.c.idx < end))).all()
-        return {r.idx: r.hash for r in rows}
+    async def records_with_leaves(self, start: int, end: int, tenant: str | None = None,
+                                  chunk: int = 5000) -> AsyncIterator[tuple[int, bytes | None, bytes]]:
+        """(index, record bytes, stored leaf hash) for start ≤ index < end, in order. The
+        leaf hash is the one stored at append time, not recomputed: a record edited in the
+        database afterwards no longer matches it, and the verifier names that record."""
+        r, n = ledger_records.c, ledger_nodes.c
+        while start < end:
+            query = sa.select(r.idx, r.record, n.hash).join(
+                ledger_nodes, (n.level == 0) & (n.idx == r.idx)).where(r.idx >= start, r.idx < end)
+            if tenant is not None:
+                query = query.where(r.tenant == tenant)
+            async with self.db.engine.connect() as conn:
+                rows = (await conn.execute(query.order_by(r.idx).limit(chunk))).all()
+            for row in rows:
+                yield row.idx, row.record, row.hash
+            if len(rows) < chunk:
+                return
+            start = rows[-1].idx + 1
 
     async def record(self, index: int) -> tuple[str, bytes | None] | None:
         """(tenant, record bytes) of one index, or None."""
