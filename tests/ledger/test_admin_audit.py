@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from fabrique.ledger import merkle
 from fabrique.ledger.signing import parse_public_key
-from fabrique.ledger.verify import verify_export
+from fabrique.ledger.tenant_export import verify_tenant_export
+from fabrique.ledger.verify import ExportInvalid, verify_export
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
 ADMIN = {"Authorization": "Bearer test-admin-token"}
@@ -54,7 +56,10 @@ async def test_a_tenant_sees_only_its_own_records(gateway_factory):
     asked = await client.get("/admin/audit/records?tenant=globex", headers=keys["acme"])
     assert {r["record"]["tenant"] for r in (await asked.json())["data"]} == {"acme"}
     resp = await client.get("/admin/audit/export", headers=keys["acme"])
-    assert resp.status == 403
+    lines = (await resp.read()).splitlines()
+    own_export = verify_tenant_export(lines, _gw.ledger.signer.public)
+    assert (own_export.tenant, own_export.records) == ("acme", 2)
+    assert b"globex" not in b"".join(lines)
     resp = await client.get("/admin/audit/records", headers={"Authorization": "Bearer nope"})
     assert resp.status == 401 and set((await resp.json())["error"]) == {"message", "type", "param", "code"}
 
@@ -83,3 +88,19 @@ async def test_erasure_over_the_api(gateway_factory):
     export = await (await client.get("/admin/audit/export", headers=ADMIN)).read()
     assert verify_export(export.splitlines(), gw.ledger.signer.public).records == 4
     assert orjson.loads(export.splitlines()[1])["record"]["payload"]["mode"] == "encrypted"
+
+
+async def test_a_tenant_export_names_a_changed_or_foreign_record(gateway_factory):
+    client, gw, keys = await _setup(gateway_factory)
+    lines = (await (await client.get("/admin/audit/export?tenant=globex",
+                                     headers=ADMIN)).read()).splitlines()
+    public = gw.ledger.signer.public
+    assert verify_tenant_export(lines, public).records == 2
+    line = orjson.loads(lines[2])
+    line["record"]["status"] = 500
+    with pytest.raises(ExportInvalid) as exc:
+        verify_tenant_export([*lines[:2], orjson.dumps(line)], public)
+    assert (exc.value.index, exc.value.kind) == (line["index"], "modified")
+    acme = (await (await client.get("/admin/audit/export", headers=keys["acme"])).read()).splitlines()
+    with pytest.raises(ExportInvalid, match="not a record of tenant 'globex'"):
+        verify_tenant_export([lines[0], acme[1]], public)  # a proven record, of someone else

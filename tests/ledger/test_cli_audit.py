@@ -109,3 +109,11 @@ def test_proofs_verify_offline_and_a_forged_one_fails(env, served, tmp_path):
     cons.write_text(json.dumps(doc))
     bad = run("audit", "verify", str(cons), "--public-key", pub, env=env, check=False)
     assert bad.returncode == 1 and "fork" in bad.stderr
+
+
+def test_a_tenant_export_verifies_offline(env, served, tmp_path):
+    pub = run("audit", "public-key", env=env).stdout.strip()
+    export = tmp_path / "acme.jsonl"
+    export.write_text(run("audit", "export", "--tenant", "acme", env=env).stdout)
+    out = run("audit", "verify", str(export), "--public-key", pub, env=env).stdout
+    assert "3 records of tenant acme, each proven in the tree head of size 3" in out

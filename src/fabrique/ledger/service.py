@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from fabrique.config import Config, LedgerConfig
 from fabrique.errors import NotFound
-from fabrique.ledger import export, merkle, payload_crypto
+from fabrique.ledger import export, merkle, payload_crypto, tenant_export
 from fabrique.ledger.group_commit import GroupCommit
 from fabrique.ledger.signing import Signer, TreeHead, load_or_create_key, load_private_key, public_key_text
 from fabrique.ledger.store import Entry, LedgerStore
@@ -218,6 +218,20 @@ class Ledger:
                 if cp.size == index + 1:
                     yield export.head_line(cp)
         yield export.head_line(head)
+
+    async def tenant_export(self, tenant: str, since_ms: int | None = None) -> AsyncIterator[bytes]:
+        """A tenant's records, each with its inclusion proof in one signed head."""
+        head = await self.sign()
+        start = (await self.store.head()).purged_before
+        if since_ms is not None:
+            start = max(start, await self.store.first_index_since(since_ms))
+        keys = self.public_key()
+        yield tenant_export.header_line(tenant, head, keys["public_key"], keys["key_id"])
+        async for index, record, leaf in self.store.records_with_leaves(start, head.size, tenant):
+            if record is None:
+                continue
+            proof = await merkle.inclusion_proof(self.store.read_nodes, index, head.size)
+            yield tenant_export.record_line(index, record, leaf, proof)
 
     # --- erasure, payloads, retention ------------------------------------------------------
 
