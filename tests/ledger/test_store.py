@@ -202,3 +202,23 @@ async def test_a_record_edited_in_the_database_is_named_by_the_next_export(ledge
     with pytest.raises(ExportInvalid) as exc:
         verify_export(await exported(ledger), ledger.signer.public)
     assert (exc.value.index, exc.value.kind) == (7, "modified")
+
+
+async def test_heads_signed_with_another_key_stay_out_of_exports(db_url, tmp_path):
+    """A replica misconfigured with its own key signs heads; exports and proofs of this
+    key's holder carry only this key's heads, so they still verify."""
+    db = await Database(db_url).open()
+    mine = Ledger(make_config(tmp_path / "a"), db)
+    other = Ledger(make_config(tmp_path / "b"), db)
+    await mine.start()
+    other.load_keys()
+    try:
+        for i in range(10):
+            await mine.append(entry(i))
+            await other.sign()
+        assert verify_export(await exported(mine), mine.signer.public).records == 10
+        cons = await mine.consistency(5)
+        assert cons["first_tree_head"] is None or cons["first_tree_head"]["key_id"] == mine.signer.key_id
+    finally:
+        await mine.close()
+        await db.close()

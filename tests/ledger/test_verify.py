@@ -70,7 +70,7 @@ def test_any_modification_is_found_at_its_index(n, data):
     pos = _records(lines)[i]
     line = orjson.loads(lines[pos])
     field = data.draw(st.sampled_from(["request_id", "tenant", "status", "tokens", "new"]))
-    line["record"][field] = data.draw(st.one_of(st.integers(), st.text(max_size=5))) \
+    line["record"][field] = data.draw(st.one_of(st.integers(-2**63, 2**64 - 1), st.text(max_size=5))) \
         if field != "tokens" else {"prompt": -1}
     if canonical_unchecked(line["record"]) == canonical_unchecked(orjson.loads(lines[pos])["record"]):
         return  # drew the same value

@@ -32,8 +32,12 @@ def canonical(value: Any) -> bytes:
 def canonical_unchecked(value: Any) -> bytes:
     """The canonical bytes of a value already known to be canonical (parsed from an
     export, or built by ``record.build``): the verifier's fast path. A float slipped into
-    a tampered export still encodes to bytes whose hash cannot match."""
-    return orjson.dumps(value, option=_OPTIONS)
+    a tampered export still encodes to bytes whose hash cannot match; a value that cannot
+    be encoded at all (an integer beyond 64 bits) raises NotCanonical."""
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        raise NotCanonical(str(exc)) from None
 
 
 def decimal(value: float | int | None) -> str | None:

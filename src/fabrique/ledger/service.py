@@ -141,7 +141,7 @@ class Ledger:
     async def sign(self) -> TreeHead:
         """A signed head of the log as it is now (stored, so later exports carry it)."""
         assert self.signer is not None, "load_keys() first"
-        latest = await self.store.latest_head()
+        latest = await self.store.latest_head(self.signer.key_id)
         head = await self.store.head()
         if latest is not None and latest.size == head.size:
             return latest
@@ -173,7 +173,7 @@ class Ledger:
                            f"{head.size})")
         read = self.store.read_nodes
         proof = await merkle.consistency_proof(read, first, second)
-        old = await self.store.head_at(first)
+        old = await self.store.head_at(first, head.key_id)
         return {"first": first, "second": second,
                 "first_tree_head": old.as_dict() if old is not None else None,
                 "first_root": (await merkle.root_at(read, first)).hex(),
@@ -205,7 +205,9 @@ class Ledger:
         # and a root each), whatever the signing interval.
         gap = max(1, (head.size - start) // 1000)
         checkpoints, last = [], start
-        for cp in await self.store.heads_between(start, head.size - 1):
+        # Only this key's heads: a process holding another key (a misconfigured replica,
+        # a key rotated since) signs heads this export's reader cannot check.
+        for cp in await self.store.heads_between(start, head.size - 1, head.key_id):
             if cp.size - last >= gap:
                 checkpoints.append(cp)
                 last = cp.size

@@ -152,31 +152,33 @@ class LedgerStore:
     async def save_head(self, head: TreeHead) -> None:
         async with self.db.engine.begin() as conn:
             exists = (await conn.execute(sa.select(ledger_tree_heads.c.size).where(
-                ledger_tree_heads.c.size == head.size))).first()
+                ledger_tree_heads.c.size == head.size,
+                ledger_tree_heads.c.key_id == head.key_id))).first()
             if exists is None:
                 await conn.execute(ledger_tree_heads.insert().values(
                     size=head.size, root=head.root, timestamp_ms=head.timestamp_ms,
                     key_id=head.key_id, signature=head.signature))
 
-    async def latest_head(self) -> TreeHead | None:
+    async def latest_head(self, key_id: str) -> TreeHead | None:
         async with self.db.engine.connect() as conn:
-            row = (await conn.execute(sa.select(ledger_tree_heads).order_by(
+            row = (await conn.execute(sa.select(ledger_tree_heads).where(
+                ledger_tree_heads.c.key_id == key_id).order_by(
                 ledger_tree_heads.c.size.desc()).limit(1))).first()
         return None if row is None else _tree_head(row)
 
-    async def head_at(self, size: int) -> TreeHead | None:
-        """The signed head of exactly this size, if one was signed."""
+    async def head_at(self, size: int, key_id: str) -> TreeHead | None:
+        """The head of exactly this size signed by ``key_id``, if there is one."""
         async with self.db.engine.connect() as conn:
             row = (await conn.execute(sa.select(ledger_tree_heads).where(
-                ledger_tree_heads.c.size == size))).first()
+                ledger_tree_heads.c.size == size, ledger_tree_heads.c.key_id == key_id))).first()
         return None if row is None else _tree_head(row)
 
-    async def heads_between(self, after: int, upto: int) -> list[TreeHead]:
-        """Signed heads with after < size ≤ upto, by size: an export's checkpoints."""
+    async def heads_between(self, after: int, upto: int, key_id: str) -> list[TreeHead]:
+        """Heads signed by ``key_id`` with after < size ≤ upto, by size: an export's checkpoints."""
         async with self.db.engine.connect() as conn:
             rows = (await conn.execute(sa.select(ledger_tree_heads).where(
-                ledger_tree_heads.c.size > after, ledger_tree_heads.c.size <= upto).order_by(
-                ledger_tree_heads.c.size))).all()
+                ledger_tree_heads.c.size > after, ledger_tree_heads.c.size <= upto,
+                ledger_tree_heads.c.key_id == key_id).order_by(ledger_tree_heads.c.size))).all()
         return [_tree_head(r) for r in rows]
 
     async def records(self, start: int, end: int, tenant: str | None = None,

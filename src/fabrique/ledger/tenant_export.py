@@ -17,7 +17,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fabrique.ledger import merkle
-from fabrique.ledger.canonical import canonical_unchecked
+from fabrique.ledger.canonical import NotCanonical, canonical_unchecked
 from fabrique.ledger.leaf import record_leaf_hash
 from fabrique.ledger.signing import TreeHead, verify_head
 from fabrique.ledger.verify import ExportInvalid
@@ -57,10 +57,14 @@ def verify_tenant_export(lines: Iterable[bytes], public: Ed25519PublicKey) -> Te
             leaf, path = bytes.fromhex(line["leaf_hash"]), [bytes.fromhex(h) for h in line["proof"]]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise ExportInvalid(None, "modified", f"line {number} is not a record line", number) from None
+        try:
+            data = canonical_unchecked(record)
+        except NotCanonical:
+            data = b""
         if not isinstance(index, int) or index <= last:
             raise ExportInvalid(index if isinstance(index, int) else None, "reordered",
                                 f"indexes must increase (after {last})", number)
-        if record_leaf_hash(index, canonical_unchecked(record)) != leaf:
+        if record_leaf_hash(index, data) != leaf:
             raise ExportInvalid(index, "modified", "its content does not hash to its leaf hash", number)
         if not merkle.verify_inclusion(index, head.size, leaf, path, head.root):
             raise ExportInvalid(index, "inserted", "it is not in the signed log (its audit path "

@@ -69,7 +69,7 @@ ledger_tree_heads = sa.Table(
     sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("root", sa.LargeBinary(32), nullable=False),
     sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
-    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("key_id", sa.String(16), primary_key=True),
     sa.Column("signature", sa.LargeBinary(64), nullable=False),
 )
 

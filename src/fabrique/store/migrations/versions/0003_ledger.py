@@ -48,7 +48,7 @@ def upgrade() -> None:
         sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
         sa.Column("key_id", sa.String(16), nullable=False),
         sa.Column("signature", sa.LargeBinary(64), nullable=False),
-        sa.PrimaryKeyConstraint("size", name="pk_ledger_tree_heads"),
+        sa.PrimaryKeyConstraint("size", "key_id", name="pk_ledger_tree_heads"),
     )
     op.create_table(
         "ledger_payloads",
