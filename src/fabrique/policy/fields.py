@@ -102,8 +102,10 @@ def _parts(parts: list[Any], where: str, depth: int) -> Iterator[Item]:
     """A message's content parts: text parts are read, any other kind cannot be."""
     for j, part in enumerate(parts):
         at = f"{where}[{j}]"
-        if isinstance(part, dict) and part.get("type", "text") not in _TEXT_PARTS:
-            yield Uninspectable(at, str(part.get("type")))
+        kind = part.get("type", "text") if isinstance(part, dict) else "text"
+        # A type that is not a string ({"type": []}) cannot be a text part: unreadable, not a 500.
+        if not isinstance(kind, str) or kind not in _TEXT_PARTS:
+            yield Uninspectable(at, str(kind))
         else:
             yield from _member(parts, j, part, at, depth)
 
