@@ -1,4 +1,4 @@
-"""SQLite appends on one connection of their own, in one thread of their own.
+"""SQLite appends (and proof reads) on a connection of their own, in a thread of their own.
 
 Through SQLAlchemy and aiosqlite every statement of an append is several hops between the
 event loop and aiosqlite's thread (cursor, execute, fetch, close), about a millisecond for

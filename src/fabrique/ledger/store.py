@@ -67,6 +67,7 @@ class LedgerStore:
         path = sa.engine.make_url(db.url).database if db.dialect == "sqlite" else None
         self._sqlite = (SqliteWriter(path, "NORMAL" if sync == "normal" else "FULL")
                         if path and path != ":memory:" else None)
+        self._reader = SqliteWriter(path, "NORMAL") if self._sqlite is not None and path else None
         self._pg = (PgWriter(db.url, sync == "normal", timeout_s)
                     if db.dialect == "postgresql" and db.engine.dialect.driver == "asyncpg" else None)
 
@@ -99,8 +100,9 @@ class LedgerStore:
         return size, frontier
 
     async def close(self) -> None:
-        if self._sqlite is not None:
-            await self._sqlite.close()
+        for own in (self._sqlite, self._reader):
+            if own is not None:
+                await own.close()
         if self._pg is not None:
             await self._pg.close()
 
@@ -135,6 +137,12 @@ class LedgerStore:
         return Frontier(size, [found[k] for k in keys])
 
     async def read_nodes(self, keys: Sequence[Node]) -> Mapping[Node, bytes]:
+        """Stored subtree hashes: what every proof reads. On SQLite, one hop to a reader
+        connection of the ledger's own (aiosqlite's several hops were most of a proof's
+        time); never the appender's, so proofs do not queue behind commits."""
+        if self._reader is not None:
+            wanted = list(keys)
+            return await self._reader.run(lambda conn: _read_nodes_sqlite(conn, wanted))
         async with self.db.engine.connect() as conn:
             return await _read_nodes(conn, keys)
 
@@ -305,6 +313,15 @@ async def _read_nodes(conn: AsyncConnection, keys: Sequence[Node]) -> dict[Node,
         params = tuple(v for key in part for v in key)
         rows: Any = await conn.exec_driver_sql(_nodes_query(conn.dialect.paramstyle, len(part)),
                                                params)
+        out.update({(row[0], row[1]): bytes(row[2]) for row in rows})
+    return out
+
+
+def _read_nodes_sqlite(conn: sqlite3.Connection, keys: Sequence[Node]) -> dict[Node, bytes]:
+    out: dict[Node, bytes] = {}
+    for i in range(0, len(keys), _IN_CHUNK):
+        part = keys[i:i + _IN_CHUNK]
+        rows = conn.execute(_nodes_query("qmark", len(part)), [v for key in part for v in key])
         out.update({(row[0], row[1]): bytes(row[2]) for row in rows})
     return out
 
