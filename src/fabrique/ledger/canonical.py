@@ -12,6 +12,7 @@ this down for auditors.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -40,11 +41,13 @@ def canonical_unchecked(value: Any) -> bytes:
         raise NotCanonical(str(exc)) from None
 
 
-def decimal(value: float | int | None) -> str | None:
-    """A fractional quantity as the decimal string a record holds (shortest round-trip)."""
+def decimal(value: float | int | Decimal | None) -> str | None:
+    """A fractional quantity as the decimal string a record holds: the shortest digits
+    that round-trip, in plain notation (``1e-07`` is written ``0.0000001``)."""
     if value is None:
         return None
-    return repr(float(value)) if isinstance(value, float) else str(value)
+    exact = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return format(exact, "f")
 
 
 def _check(value: Any) -> None:

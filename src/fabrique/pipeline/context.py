@@ -74,6 +74,9 @@ class RequestContext:
     protected_body: dict[str, Any] | None = None  # the body with placeholders
     vault: Vault | None = None
     pseudonymized: bool = False  # the answering deployment got the protected body
+    # Set by metering's finisher (before the ledger's): a dict, or an object with
+    # as_record() -> dict; the audit record carries it (floats as decimal strings).
+    meter: Any = None
     # Set by pipeline.finish: the HTTP status and how the request ended ("ok" for a plain
     # answer, "done" for a whole stream, else an error code or "client_gone" …).
     status: int = 0

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -131,7 +132,7 @@ def build(ctx: RequestContext, now_ms: int) -> dict[str, Any]:
         "latency_us": {"total": total_us, "upstream_wait": int(ctx.upstream_s * 1e6),
                        "gateway": max(0, total_us - int(ctx.upstream_s * 1e6)) if not ctx.stream
                        else None},
-        # Filled by metering (ctx.meter: cost, energy, carbon, TTFT …), when it is there.
+        # Filled by metering (ctx.meter: cost, energy, carbon, TTFT …) when it runs first.
         "meter": _meter(ctx),
         "status": ctx.status,
         "outcome": ctx.outcome,
@@ -144,7 +145,7 @@ def _str(value: object) -> str | None:
 
 
 def _meter(ctx: RequestContext) -> Any:
-    meter = getattr(ctx, "meter", None)
+    meter = ctx.meter
     if meter is None:
         return None
     as_record = getattr(meter, "as_record", None)
@@ -153,7 +154,7 @@ def _meter(ctx: RequestContext) -> Any:
 
 def plain(value: Any) -> Any:
     """``value`` with floats as decimal strings and only ASCII string keys: canonical."""
-    if isinstance(value, float):
+    if isinstance(value, float | Decimal):
         return decimal(value)
     if isinstance(value, dict):
         return {str(k).encode("ascii", "backslashreplace").decode(): plain(v)
