@@ -17,6 +17,9 @@ from fabrique.simulator import SimEngine
 from fabrique.simulator.server import build_app as build_sim_app
 
 PG_URL = os.environ.get("FABRIQUE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+# Created by migration 0003: tests that drop the schema to start afresh drop these too.
+LEDGER_TABLES = ("ledger_subject_keys", "ledger_payloads", "ledger_tree_heads", "ledger_nodes",
+                 "ledger_records", "ledger_head")
 
 # A fast profile: tests exercise behaviour, not timing.
 FAST = {"decode_ms_per_token": 0.0, "base_ttft_ms": 0.0, "prefill_tokens_per_s": 1e9}

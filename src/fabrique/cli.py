@@ -371,5 +371,10 @@ def config_reference() -> None:
     typer.echo(settings_reference(), nl=False)
 
 
+from fabrique.cli_audit import audit_app  # noqa: E402  (it uses the helpers above)
+
+app.add_typer(audit_app, name="audit")
+
+
 def main() -> None:
     app()

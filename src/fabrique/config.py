@@ -370,6 +370,85 @@ class SovereigntyConfig(_Model):
         return sorted({"default", *(p.name for p in self.policies)})
 
 
+PayloadMode = Literal["none", "hash", "encrypted"]
+OnFailure = Literal["closed", "open"]
+
+
+class LedgerTenant(_Model):
+    """One tenant's audit policy, over the ledger's defaults."""
+
+    payloads: PayloadMode | None = Field(
+        None, description="none, hash or encrypted (see ledger.payloads); default: the ledger's.")
+    on_failure: OnFailure | None = Field(
+        None, description="closed or open (see ledger.on_failure); default: the ledger's.")
+
+
+class LedgerRetention(_Model):
+    records_days: int = Field(
+        183, ge=183, description="Records are kept at least this many days (the EU AI Act asks "
+        "deployers for six months), then their content is purged; their leaf hashes stay, so "
+        "the tree and later exports still verify.")
+    payloads_days: int = Field(
+        30, ge=1, description="Encrypted payloads (prompts and answers) are deleted after this "
+        "many days; the record keeps their hash.")
+
+
+class LedgerConfig(_Model):
+    """The audit ledger: one tamper-evident record per request (docs/ledger.md)."""
+
+    enabled: bool = Field(True, description="Record every request in the audit ledger.")
+    signing_key: OptionalSecret = Field(
+        None, description="Ed25519 private key signing tree heads (PEM PKCS#8, or base64 of the "
+        "32-byte seed); write ${ENV_VAR}. Default: generated on first start into "
+        "<data_dir>/ledger_signing_key.pem (mode 0600). Processes sharing one PostgreSQL "
+        "must share one key.")
+    master_key: OptionalSecret = Field(
+        None, description="Base64 of 32 bytes that wrap the data subjects' keys and derive "
+        "each tenant's HMAC secret; write ${ENV_VAR}. Default: generated on first start into "
+        "<data_dir>/ledger_master_key (mode 0600). Losing it makes payloads unreadable.")
+    on_failure: OnFailure = Field(
+        "closed", description="When a record cannot be written: `closed` answers 503 "
+        "ledger_unavailable; `open` serves the request unrecorded and counts an alarm "
+        "(logged, and in the ledger's fail_open counter).")
+    payloads: PayloadMode = Field(
+        "none", description="What a record keeps of the prompt and the answer: `none`; "
+        "`hash`, an HMAC-SHA256 under a per-tenant secret (a plain hash of a low-entropy "
+        "value can be reversed); `encrypted`, the payload itself under AES-GCM with a key per "
+        "data subject, erasable (fabrique audit erase).")
+    subject_header: str = Field(
+        "x-fabrique-subject-id", description="Request header naming the data subject of "
+        "encrypted payloads; without it, the subject is the tenant.")
+    agent_header: str = Field(
+        "x-fabrique-agent-id", description="Request header naming the calling agent, recorded "
+        "as agent_id.")
+    tenants: dict[str, LedgerTenant] = Field(
+        default_factory=dict, description="Audit policy per tenant name.")
+    sync: Literal["full", "normal"] = Field(
+        "full", description="How durable a commit is before the answer goes out. `full`: on "
+        "disk (SQLite fsyncs each commit; PostgreSQL's synchronous_commit=on), it survives a "
+        "power cut; costs one fsync per group commit (see bench/README.md). "
+        "`normal`: it survives a crash of the gateway process, not of the machine (SQLite "
+        "WAL with synchronous=NORMAL on the ledger's connection) or of the PostgreSQL server "
+        "(synchronous_commit=off for ledger commits: up to 3 × wal_writer_delay lost).")
+    commit_timeout_s: float = Field(
+        5.0, gt=0, description="Longest a request waits for its record to be committed before "
+        "on_failure applies.")
+    max_batch: int = Field(1000, ge=1, description="Most records committed in one transaction.")
+    max_pending: int = Field(
+        20_000, ge=1, description="Most records waiting for a commit; beyond, on_failure applies.")
+    sign_interval_s: float = Field(
+        10.0, gt=0, description="How often the current tree head is signed when it grew; "
+        "exports carry these signed heads as checkpoints.")
+    retention: LedgerRetention = Field(default_factory=LedgerRetention, description="Retention.")
+
+    def tenant(self, name: str) -> tuple[PayloadMode, OnFailure]:
+        """The payload mode and failure policy that apply to a tenant."""
+        own = self.tenants.get(name)
+        if own is None:
+            return self.payloads, self.on_failure
+        return own.payloads or self.payloads, own.on_failure or self.on_failure
+
+
 class Config(_Model):
     data_dir: Path | None = Field(
         None, description="Where the database and generated secrets live; default "
@@ -381,6 +460,7 @@ class Config(_Model):
     models: list[ModelConfig] = Field(default_factory=list, description="Public models.")
     sovereignty: SovereigntyConfig = Field(
         default_factory=SovereigntyConfig, description="Personal-data detection and residency policies.")
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig, description="The audit ledger.")
 
     @model_validator(mode="after")
     def _check_references(self, info: ValidationInfo) -> Config:

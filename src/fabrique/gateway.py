@@ -8,6 +8,7 @@ import logging
 from fabrique.admin_token import AdminToken
 from fabrique.config import Config
 from fabrique.keys import KeyStore
+from fabrique.ledger.service import Ledger
 from fabrique.policy.sovereignty import Sovereignty
 from fabrique.routing import RoutingTable
 from fabrique.store import Database
@@ -25,6 +26,7 @@ class Gateway:
         self.table = RoutingTable(config)
         self.sovereignty = Sovereignty(config.sovereignty)
         self.admin_token = AdminToken.load(config)
+        self.ledger = Ledger(config, self.db)
         self.started_at = 0  # epoch seconds, set when the app is built
         self._model_check: asyncio.Task[list[str]] | None = None
         # Open streams, by their relay's deadline: a shutdown ends them all at once.
@@ -38,6 +40,8 @@ class Gateway:
             log.warning("policy %r is given to tenants or keys in the database but not declared "
                         "in the config: their requests follow the config's policy for the tenant "
                         "(or %r) until it is declared again", name, self.config.sovereignty.default_policy)
+        if self.config.ledger.enabled:
+            await self.ledger.start()
         await self.table.start()
         # In the background: a slow or absent upstream must not delay the start.
         self._model_check = asyncio.create_task(self.check_upstream_models())
@@ -79,6 +83,7 @@ class Gateway:
         if self._model_check is not None:
             self._model_check.cancel()
         await self.table.close()
+        await self.ledger.close()  # commits what is queued, before the database goes
         await self.db.close()
         self.sovereignty.close()
 

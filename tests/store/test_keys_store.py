@@ -13,7 +13,7 @@ from fabrique.errors import AuthenticationError, InvalidField, NotFound, StoreEr
 from fabrique.keys import KeyStore, parse_key
 from fabrique.store import Database
 
-from ..conftest import PG_URL
+from ..conftest import LEDGER_TABLES, PG_URL
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -34,7 +34,7 @@ async def _drop_all(url: str) -> None:
     engine = Database(url).engine
     try:
         async with engine.begin() as conn:
-            for table in ("api_keys", "tenants", "alembic_version"):
+            for table in ("api_keys", "tenants", "alembic_version", *LEDGER_TABLES):
                 await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     finally:
         await engine.dispose()

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fabrique.api import audit
 from fabrique.api.errors import error_response
 from fabrique.api.openai import GATEWAY, Handler, new_request_id, read_json
 from fabrique.errors import FabriqueError, InvalidField
@@ -146,3 +147,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/tenants", list_tenants)
     app.router.add_put("/admin/tenants/{name}/policy", set_tenant_policy)
     app.router.add_get("/admin/policies", list_policies)
+    audit.add_routes(app)

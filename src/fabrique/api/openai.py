@@ -40,7 +40,9 @@ def completion_handler(endpoint: str) -> Handler:
             body = await read_json(request, gateway.config.server.max_body_bytes)
             ctx = RequestContext(gateway, request_id, endpoint, body, principal, received,
                                  declared_class=request.headers.get("x-fabrique-data-class"),
-                                 session=request.headers.get("x-fabrique-session-id"))
+                                 session=request.headers.get("x-fabrique-session-id"),
+                                 agent=request.headers.get(gateway.config.ledger.agent_header),
+                                 subject=request.headers.get(gateway.config.ledger.subject_header))
             await pipeline.run(ctx)
         except FabriqueError as error:
             return await _refuse(gateway, ctx, error, headers, received, endpoint)

@@ -5,6 +5,7 @@
     3 decide     keep the deployments the tenant's residency policy allows   → 403 residency_policy
     4 protect    pseudonymize for deployments allowed only that way
     5 route      pick a deployment, call it; retry, fall back, break circuits → 429, 502-504
+      capture    keep a stream's answer for the audit payload (tenants that keep payloads)
     6 relay      (pipeline.relay) write the answer: JSON, or SSE chunk by chunk
     7 restore    (pipeline.restore, inside route and relay) originals back into the answer
     8 meter      (pipeline.finishers) once per request, whatever its outcome, before the answer
@@ -16,6 +17,7 @@ are ``FINISHERS`` in ``pipeline.finishers``.
 
 from __future__ import annotations
 
+from fabrique.pipeline.capture import capture
 from fabrique.pipeline.classify import classify
 from fabrique.pipeline.context import Decision, RequestContext, Stage
 from fabrique.pipeline.decide import decide
@@ -24,7 +26,7 @@ from fabrique.pipeline.protect import protect
 from fabrique.pipeline.route import route
 from fabrique.pipeline.validate import validate
 
-STAGES: tuple[Stage, ...] = (validate, classify, decide, protect, route)
+STAGES: tuple[Stage, ...] = (validate, classify, decide, protect, route, capture)
 
 
 async def run(ctx: RequestContext) -> None:

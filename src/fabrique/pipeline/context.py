@@ -62,6 +62,8 @@ class RequestContext:
     # Sovereignty: set by classify, decide and protect.
     declared_class: str | None = None  # x-fabrique-data-class sent by the client
     session: str | None = None  # x-fabrique-session-id: placeholders stay the same across it
+    agent: str | None = None  # ledger.agent_header (x-fabrique-agent-id): recorded as agent_id
+    subject: str | None = None  # ledger.subject_header: whose key encrypts the payload
     policy: PolicyConfig | None = None
     data_class: str = ""
     floor: str = ""  # the class of what is left once personal values are pseudonymized
@@ -72,6 +74,9 @@ class RequestContext:
     protected_body: dict[str, Any] | None = None  # the body with placeholders
     vault: Vault | None = None
     pseudonymized: bool = False  # the answering deployment got the protected body
+    # Set by metering's finisher (before the ledger's): a dict, or an object with
+    # as_record() -> dict; the audit record carries it (floats as decimal strings).
+    meter: Any = None
     # Set by pipeline.finish: the HTTP status and how the request ended ("ok" for a plain
     # answer, "done" for a whole stream, else an error code or "client_gone" …).
     status: int = 0

@@ -18,10 +18,11 @@ import logging
 
 from fabrique.errors import FabriqueError
 from fabrique.pipeline.context import RequestContext, Stage
+from fabrique.pipeline.record import record
 
 log = logging.getLogger("fabrique.pipeline")
 
-FINISHERS: tuple[Stage, ...] = ()
+FINISHERS: tuple[Stage, ...] = (record,)
 
 
 async def finish(ctx: RequestContext, status: int, outcome: str) -> None:

@@ -34,3 +34,60 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("policy", sa.String(128), nullable=True),  # overrides the tenant's
 )
+
+# The audit ledger (fabrique.ledger). One row of ledger_head is the sequencer: every append
+# locks it, so several processes sharing PostgreSQL write one log with no gap and no fork.
+ledger_head = sa.Table(
+    "ledger_head", metadata,
+    sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    # Records before this index were purged (retention); their leaf hashes stay.
+    sa.Column("purged_before", sa.BigInteger, nullable=False),
+)
+
+ledger_records = sa.Table(
+    "ledger_records", metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("time_ms", sa.BigInteger, nullable=False),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("record", sa.LargeBinary, nullable=True),  # canonical JSON; NULL once purged
+    sa.Index("ix_ledger_records_tenant_idx", "tenant", "idx"),
+)
+
+# Every complete subtree's hash, (level, idx) = leaves [idx·2^level, (idx+1)·2^level);
+# level 0 holds the leaf hashes. Proofs read a few rows here and never rehash the log.
+ledger_nodes = sa.Table(
+    "ledger_nodes", metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+ledger_tree_heads = sa.Table(
+    "ledger_tree_heads", metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
+    sa.Column("key_id", sa.String(16), primary_key=True),
+    sa.Column("signature", sa.LargeBinary(64), nullable=False),
+)
+
+# Encrypted payloads (AES-GCM, a key per data subject); the record holds their SHA-256.
+ledger_payloads = sa.Table(
+    "ledger_payloads", metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("tenant", sa.String(128), nullable=False),
+    sa.Column("subject_ref", sa.String(64), nullable=False),
+    sa.Column("blob", sa.LargeBinary, nullable=False),  # nonce ‖ ciphertext ‖ tag
+    sa.Column("expires_ms", sa.BigInteger, nullable=False, index=True),
+)
+
+# Data-subject keys, wrapped by the ledger's master key. Erasure deletes the row.
+ledger_subject_keys = sa.Table(
+    "ledger_subject_keys", metadata,
+    sa.Column("tenant", sa.String(128), primary_key=True),
+    sa.Column("subject_ref", sa.String(64), primary_key=True),  # HMAC of the subject id
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)
