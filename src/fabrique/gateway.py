@@ -8,6 +8,7 @@ import logging
 from fabrique.admin_token import AdminToken
 from fabrique.config import Config
 from fabrique.keys import KeyStore
+from fabrique.metering import Metering
 from fabrique.policy.sovereignty import Sovereignty
 from fabrique.routing import RoutingTable
 from fabrique.store import Database
@@ -25,6 +26,7 @@ class Gateway:
         self.table = RoutingTable(config)
         self.sovereignty = Sovereignty(config.sovereignty)
         self.admin_token = AdminToken.load(config)
+        self.metering = Metering(config, self.db, self.table)
         self.started_at = 0  # epoch seconds, set when the app is built
         self._model_check: asyncio.Task[list[str]] | None = None
 
@@ -36,6 +38,7 @@ class Gateway:
                         "in the config: their requests follow the config's policy for the tenant "
                         "(or %r) until it is declared again", name, self.config.sovereignty.default_policy)
         await self.table.start()
+        await self.metering.start()
         # In the background: a slow or absent upstream must not delay the start.
         self._model_check = asyncio.create_task(self.check_upstream_models())
 
@@ -64,6 +67,7 @@ class Gateway:
     async def close(self) -> None:
         if self._model_check is not None:
             self._model_check.cancel()
+        await self.metering.close()
         await self.table.close()
         await self.db.close()
         self.sovereignty.close()

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from fabrique.config import PolicyConfig
     from fabrique.gateway import Gateway
     from fabrique.keys import Principal
+    from fabrique.metering import Meter
+    from fabrique.metering.control import Reservation
     from fabrique.policy.recognizers import Entity
     from fabrique.policy.residency import Mode
     from fabrique.policy.vault import Vault
@@ -76,6 +78,14 @@ class RequestContext:
     # answer, "done" for a whole stream, else an error code or "client_gone" …).
     status: int = 0
     outcome: str = ""
+    # Metering: the caller's agent (header), what admission reserved, the stream's content
+    # chunks (relay; the output estimate when upstream gives no usage), the usage chunk
+    # held back to add Fabrique's figures, and the result: tokens, times, €, Wh, gCO2e.
+    agent: str | None = None
+    reservation: Reservation | None = None
+    chunks: int = 0
+    usage_chunk: dict[str, Any] | None = None
+    meter: Meter | None = None
 
     def upstream_calls(self) -> int:
         return sum(not a.outcome.startswith("skipped") for a in self.attempts)

@@ -1,6 +1,6 @@
 """The stages that close every request, once, whatever its outcome: served, refused or failed.
 
-    8 meter    usage, cost, energy; settle the budget reservation      (as metering lands)
+    8 meter    usage, cost, energy; settle the budget reservation      (pipeline.meter)
     9 record   one audit-ledger record                                 (as the ledger lands)
 
 ``finish`` runs them when the outcome is known and *before* the answer is acknowledged as
@@ -18,10 +18,11 @@ import logging
 
 from fabrique.errors import FabriqueError
 from fabrique.pipeline.context import RequestContext, Stage
+from fabrique.pipeline.meter import meter
 
 log = logging.getLogger("fabrique.pipeline")
 
-FINISHERS: tuple[Stage, ...] = ()
+FINISHERS: tuple[Stage, ...] = (meter,)
 
 
 async def finish(ctx: RequestContext, status: int, outcome: str) -> None:
