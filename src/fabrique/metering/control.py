@@ -80,8 +80,8 @@ class Controller:
         if self.config.redis_url is None or not self.enabled:
             return
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
         from fabrique.metering.redis_store import RedisStore
 
