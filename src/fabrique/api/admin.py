@@ -138,6 +138,19 @@ async def list_tenants(request: web.Request) -> web.StreamResponse:
     return _json({"object": "list", "data": await request.app[GATEWAY].keys.list_tenants()})
 
 
+@admin
+async def usage_report(request: web.Request) -> web.StreamResponse:
+    """GET /admin/usage?by=tenant|key|agent|deployment|model&since=7d[&tenant=NAME]"""
+    from fabrique.metering.report import report, since
+
+    gateway = request.app[GATEWAY]
+    await gateway.metering.usage.flush()  # what this process has queued counts too
+    query = request.query
+    by = query.get("by", "tenant")
+    rows = await report(gateway.db, by, since(query.get("since", "7d")), query.get("tenant"))
+    return _json({"object": "list", "by": by, "data": rows})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/keys", create_key)
     app.router.add_get("/admin/keys", list_keys)
@@ -146,3 +159,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/tenants", list_tenants)
     app.router.add_put("/admin/tenants/{name}/policy", set_tenant_policy)
     app.router.add_get("/admin/policies", list_policies)
+    app.router.add_get("/admin/usage", usage_report)

@@ -31,9 +31,11 @@ def row(ctx: RequestContext, meter: Meter) -> dict[str, Any]:
     def ms(seconds: float | None) -> float | None:
         return None if seconds is None else round(seconds * 1000, 3)
 
+    asked = ctx.body.get("model")  # a refused request's model may be none served here
+    model = ctx.model or (asked[:256] if isinstance(asked, str) else "")
     return {
         "request_id": ctx.request_id, "at": datetime.now(UTC), "tenant": ctx.principal.tenant,
-        "key_id": ctx.principal.key_id, "agent": ctx.agent, "model": ctx.model or "",
+        "key_id": ctx.principal.key_id, "agent": ctx.agent, "model": model,
         "deployment": ctx.deployment.name if ctx.deployment is not None else None,
         "endpoint": ctx.endpoint, "stream": ctx.stream, "status": ctx.status,
         "outcome": ctx.outcome[:64], "input_tokens": meter.input_tokens,
