@@ -24,7 +24,8 @@ async def key_prefix():
 
 def controller(url: str, key_prefix: str, **settings) -> Controller:
     return Controller(MeteringConfig.model_validate(
-        {"redis_url": url, "redis_prefix": key_prefix, "redis_retry_s": 0.05, **settings}),
+        {"redis_url": url, "redis_prefix": key_prefix, "redis_retry_s": 0.05,
+         "redis_timeout_s": 2.0, **settings}),
         Metrics())
 
 
@@ -63,6 +64,7 @@ async def test_budgets_reserve_and_settle_across_replicas(key_prefix):
         taken = [r for r in results if r is not None and r.refusal is None]
         assert len(taken) == 1000 // 30  # exactly what fits, not one more
         await asyncio.gather(*(a.settle(r, 20, 0.0) for r in taken))
+        await a.flush()  # settlements are written behind the requests
         _, (budget,) = a.plan(WHO, 0, 0.0, datetime.now(UTC))
         assert await b.spent(budget) == (20 * len(taken), 0)
     finally:

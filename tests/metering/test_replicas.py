@@ -46,7 +46,10 @@ class Replicas:
             "providers": [{"name": "sim", "type": "simulated", "profile": FAST,
                            "jurisdiction": "FR"}],
             "models": [{"name": "chat", "deployments": [{"provider": "sim", "model": "sim-chat"}]}],
-            "metering": {"usage_flush_s": 0.05, "redis_retry_s": 0.1, **metering}}))
+            # A generous Redis timeout: on a busy machine a slow answer would count as Redis
+            # down and each process would admit on its own (the fallback, tested apart).
+            "metering": {"usage_flush_s": 0.05, "redis_retry_s": 0.1, "redis_timeout_s": 2.0,
+                         **metering}}))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.urls: list[str] = []
 

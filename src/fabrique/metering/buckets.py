@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 class Bucket:
     key: str  # e.g. "rl:tenant:acme:rpm"
     kind: str  # "requests" or "tokens"
-    capacity: float
+    capacity: int
     rate: float  # refill per second
     cost: float  # taken by this request
 

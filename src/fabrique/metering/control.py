@@ -4,7 +4,9 @@ With ``metering.redis_url`` the buckets and budgets live in Redis and every repl
 them. When Redis does not answer within ``redis_timeout_s``, this process falls back to
 its own (``LocalStore``), raises ``fabrique_limiter_redis_up`` to 0, and checks Redis
 every ``redis_retry_s`` to go back to it. Settlements owed to Redis while it was away are
-kept (bounded) and paid when it returns, so reservations do not leak.
+kept (bounded) and paid when it returns, so reservations do not leak. Settlements are
+written behind the request path, many merged into one script call: a request costs one
+Redis round trip (its admission), not two.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import collections
 import contextlib
 import logging
 import math
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("fabrique.metering")
 _PENDING_MAX = 10_000
 _MICRO = 1_000_000
+_RULES_CACHE = 10_000
+_SETTLE_DELAY_S = 0.05
 
 
 @dataclass(slots=True)
@@ -73,8 +78,15 @@ class Controller:
                                                list[tuple[Budget, int]]]] = collections.deque(
             maxlen=_PENDING_MAX)
         self._watch: asyncio.Task[None] | None = None
+        self._settler: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._client: Any = None
         self.enabled = bool(config.limits or config.budgets)
+        self._rules: dict[Who, tuple[list[tuple[str, str, int]],
+                                     list[tuple[str, BudgetConfig]]]] = {}
+        self._periods_until = 0.0
+        self._period_cache: dict[str, tuple[str, int]] = {}
 
     async def start(self) -> None:
         if self.config.redis_url is None or not self.enabled:
@@ -97,40 +109,79 @@ class Controller:
             self._down(exc)
         self.metrics.limiter_up(self.redis_up)
         self._watch = asyncio.create_task(self._watch_redis())
+        self._settler = asyncio.create_task(self._settle_loop())
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.config.redis_timeout_s * 4):
+                await self.flush()
+        for task in (self._watch, self._settler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._client is not None:
             await self._client.aclose()
 
     # -- admission ------------------------------------------------------------------
 
-    def plan(self, who: Who, tokens: int, cost_eur: float, now: datetime) -> tuple[
-            list[Bucket], list[Budget]]:
+    def plan(self, who: Who, tokens: int, cost_eur: float,
+             now: datetime | None = None) -> tuple[list[Bucket], list[Budget]]:
         """The buckets and budgets this request meets, and what it takes from each."""
-        buckets: list[Bucket] = []
+        rules = self._rules.get(who)
+        if rules is None:
+            if len(self._rules) >= _RULES_CACHE:
+                self._rules.clear()  # identities come from clients (agents): stay bounded
+            rules = self._rules[who] = self._match_rules(who)
+        limits, budget_rules = rules
+        buckets = [Bucket(key, kind, capacity, capacity / 60,
+                          1 if kind == "requests" else min(tokens, capacity))
+                   for key, kind, capacity in limits]
+        # A request larger than a TPM bucket could never pass: it takes the whole bucket.
+        if not budget_rules:
+            return buckets, []
+        periods = self._periods(now)
+        budgets = []
+        for base, rule in budget_rules:
+            period, left_s = periods[rule.period]
+            unit = "eur" if rule.eur is not None else "tokens"
+            limit = round(rule.eur * _MICRO) if rule.eur is not None else int(rule.tokens or 0)
+            budgets.append(Budget(f"{base}:{period}", unit, limit, _units(unit, tokens, cost_eur),
+                                  left_s + 86400))
+        return buckets, budgets
+
+    def _match_rules(self, who: Who) -> tuple[list[tuple[str, str, int]],
+                                               list[tuple[str, BudgetConfig]]]:
+        limits: list[tuple[str, str, int]] = []
         for limit in self.config.limits:
             ident = _match(limit, who)
             if ident is None:
                 continue
             base = f"rl:{limit.scope}:{ident}"
             if limit.rpm is not None:
-                buckets.append(Bucket(f"{base}:rpm", "requests", limit.rpm, limit.rpm / 60, 1))
+                limits.append((f"{base}:rpm", "requests", limit.rpm))
             if limit.tpm is not None:
-                # A request larger than the bucket could never pass: it takes the whole bucket.
-                buckets.append(Bucket(f"{base}:tpm", "tokens", limit.tpm, limit.tpm / 60,
-                                      min(tokens, limit.tpm)))
-        budgets = [_budget(b, ident, tokens, cost_eur, now) for b in self.config.budgets
+                limits.append((f"{base}:tpm", "tokens", limit.tpm))
+        budgets = [(f"bg:{b.scope}:{ident}:{b.period}", b) for b in self.config.budgets
                    if (ident := _match(b, who)) is not None]
-        return buckets, budgets
+        return limits, budgets
+
+    def _periods(self, now: datetime | None) -> dict[str, tuple[str, int]]:
+        """The current day and month (UTC) and the seconds left in each; computed once a
+        minute, not per request."""
+        if now is None:
+            if time.time() < self._periods_until:
+                return self._period_cache
+            now = datetime.now(UTC)
+            self._periods_until = (time.time() // 60 + 1) * 60
+            self._period_cache = _periods(now)
+            return self._period_cache
+        return _periods(now)
 
     async def admit(self, who: Who, tokens: int, cost_eur: float) -> Reservation | None:
         """Take what the request needs; None when no limit or budget applies. A refused
         request gets a reservation with its ``refusal`` (RateLimited or BudgetExceeded)."""
-        buckets, budgets = self.plan(who, tokens, cost_eur, datetime.now(UTC))
+        buckets, budgets = self.plan(who, tokens, cost_eur)
         if not buckets and not budgets:
             return None
         store, verdict = await self._take(buckets, budgets)
@@ -152,9 +203,13 @@ class Controller:
 
     async def _take(self, buckets: list[Bucket], budgets: list[Budget]) -> tuple[Any, Verdict]:
         if self.redis is not None and self.redis_up:
+            # Settlements owed ride along with the admission: one round trip for both.
+            batch = [self._pending.popleft() for _ in range(min(len(self._pending), 64))]
             try:
-                return self.redis, await self.redis.take(buckets, budgets)
+                return self.redis, await self.redis.take(buckets, budgets,
+                                                         _merge(batch) if batch else None)
             except Exception as exc:
+                self._pending.extendleft(reversed(batch))
                 self._down(exc)
         return self.local, await self.local.take(buckets, budgets)
 
@@ -168,15 +223,37 @@ class Controller:
         budgets = [(g, _units(g.unit, used_tokens, cost_eur)) for g in reservation.budgets]
         if not refunds and not budgets:
             return
-        store = reservation.store
-        if store is self.local:
+        if reservation.store is self.local:
             await self.local.settle(refunds, budgets)
             return
-        try:
-            await store.settle(refunds, budgets)
-        except Exception as exc:
-            self._down(exc)
-            self._pending.append((refunds, budgets))  # paid when Redis is back
+        # Owed to Redis: written behind the request, merged with the others owed meanwhile
+        # (one script call for many requests). Until then the reservation stays held, which
+        # errs on the safe side of a budget.
+        if len(self._pending) == self._pending.maxlen:
+            log.error("Redis settlements backlog full: a reservation is left to expire")
+        self._pending.append((refunds, budgets))
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write the settlements owed to Redis now (tests, shutdown); kept if it is down."""
+        async with self._flushing:
+            while self._pending and self.redis is not None and self.redis_up:
+                batch = [self._pending.popleft() for _ in range(min(len(self._pending), 1000))]
+                refunds, budgets = _merge(batch)
+                try:
+                    await self.redis.settle(refunds, budgets)
+                except Exception as exc:
+                    self._pending.extendleft(reversed(batch))
+                    self._down(exc)
+                    return
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # Give the next admissions a moment to carry them; write what is left.
+            await asyncio.sleep(_SETTLE_DELAY_S)
+            await self.flush()
 
     async def spent(self, budget: Budget) -> tuple[int, int]:
         """(spent, reserved) of a budget counter, where it lives now."""
@@ -202,15 +279,30 @@ class Controller:
                 continue
             try:
                 await self.redis.ping()
-                while self._pending:
-                    refunds, budgets = self._pending[0]
-                    await self.redis.settle(refunds, budgets)
-                    self._pending.popleft()
             except Exception:
                 continue
             log.warning("Redis is back: rate limits and budgets are shared again")
             self.redis_up = True
             self.metrics.limiter_up(True)
+            await self.flush()  # what was owed while it was away
+
+
+def _merge(batch: list[tuple[list[tuple[Bucket, float]], list[tuple[Budget, int]]]]) -> tuple[
+        list[tuple[Bucket, float]], list[tuple[Budget, int]]]:
+    """Many settlements as one: refunds summed per bucket, reservations and usage per budget."""
+    refunds: dict[str, tuple[Bucket, float]] = {}
+    budgets: dict[str, tuple[Budget, int]] = {}
+    for bucket_refunds, budget_uses in batch:
+        for bucket, refund in bucket_refunds:
+            seen = refunds.get(bucket.key)
+            refunds[bucket.key] = (bucket, refund + (seen[1] if seen else 0.0))
+        for budget, used in budget_uses:
+            known = budgets.get(budget.key)
+            if known is not None:
+                budget = replace(budget, amount=budget.amount + known[0].amount)
+                used += known[1]
+            budgets[budget.key] = (budget, used)
+    return list(refunds.values()), list(budgets.values())
 
 
 def _match(rule: LimitConfig | BudgetConfig, who: Who) -> str | None:
@@ -220,17 +312,11 @@ def _match(rule: LimitConfig | BudgetConfig, who: Who) -> str | None:
     return ident
 
 
-def _budget(rule: BudgetConfig, ident: str, tokens: int, cost_eur: float,
-            now: datetime) -> Budget:
-    if rule.period == "daily":
-        period, left_s = now.strftime("%Y-%m-%d"), 86400 - (now.hour * 3600 + now.minute * 60)
-    else:
-        days = calendar.monthrange(now.year, now.month)[1]
-        period, left_s = now.strftime("%Y-%m"), (days - now.day + 1) * 86400
-    unit = "eur" if rule.eur is not None else "tokens"
-    limit = round(rule.eur * _MICRO) if rule.eur is not None else int(rule.tokens or 0)
-    return Budget(f"bg:{rule.scope}:{ident}:{rule.period}:{period}", unit, limit,
-                  _units(unit, tokens, cost_eur), left_s + 86400)
+def _periods(now: datetime) -> dict[str, tuple[str, int]]:
+    day_left = 86400 - (now.hour * 3600 + now.minute * 60)
+    days = calendar.monthrange(now.year, now.month)[1]
+    return {"daily": (now.strftime("%Y-%m-%d"), day_left),
+            "monthly": (now.strftime("%Y-%m"), (days - now.day) * 86400 + day_left)}
 
 
 def _units(unit: str, tokens: int, cost_eur: float) -> int:
@@ -259,15 +345,15 @@ def _budget_error(budget: Budget, used: int) -> BudgetExceeded:
 
 def _ratelimit_headers(buckets: list[Bucket], levels: list[float]) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers, from the tightest bucket of each kind."""
+    tightest: dict[str, tuple[float, Bucket, float]] = {}
+    for b, level in zip(buckets, levels, strict=False):
+        share = level / b.capacity
+        found = tightest.get(b.kind)
+        if found is None or share < found[0]:
+            tightest[b.kind] = (share, b, level)
     out: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        tightest = min(((b, level) for b, level in zip(buckets, levels, strict=False)
-                        if b.kind == kind), key=lambda pair: pair[1] / pair[0].capacity,
-                       default=None)
-        if tightest is None:
-            continue
-        b, level = tightest
-        out[f"x-ratelimit-limit-{kind}"] = f"{b.capacity:g}"
-        out[f"x-ratelimit-remaining-{kind}"] = str(max(0, math.floor(level)))
+    for kind, (_, b, level) in tightest.items():
+        out[f"x-ratelimit-limit-{kind}"] = str(b.capacity)
+        out[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(level)))
         out[f"x-ratelimit-reset-{kind}"] = f"{max(0.0, (b.capacity - level) / b.rate):.3g}s"
     return out

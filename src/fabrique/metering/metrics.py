@@ -72,7 +72,11 @@ class Metrics:
         self.usage_errors = Counter("fabrique_usage_write_errors", "Failed usage writes.",
                                     registry=r)
         self.redis_up.set(0)
+        # Label lookups cost more than the observations: children cached, by model and
+        # provider (config) and tenant (database), so these stay small.
         self._children: dict[tuple[str, ...], tuple[Histogram, ...]] = {}
+        self._requests: dict[tuple[tuple[str, ...], str], Histogram] = {}
+        self._sums: dict[tuple[str, str], tuple[Counter, ...]] = {}
 
     def watch(self, table: RoutingTable, queue_depth: Callable[[], int]) -> None:
         """Read at scrape: breaker states and the usage queue."""
@@ -95,7 +99,10 @@ class Metrics:
         labels = (_OPERATION.get(ctx.endpoint, ctx.endpoint),
                   dep.provider.name if dep is not None else "none", model)
         error = "" if ctx.status < 400 and ctx.outcome in ("ok", "done") else ctx.outcome
-        self.request.labels(*labels, error).observe(meter.latency_s)
+        request = self._requests.get((labels, error))
+        if request is None:
+            request = self._requests[(labels, error)] = self.request.labels(*labels, error)
+        request.observe(meter.latency_s)
         if ctx.status >= 400:
             self.decisions.labels(ctx.outcome).inc()
         if dep is None:
@@ -112,11 +119,19 @@ class Metrics:
             tpot.observe(meter.tpot_s)
         if meter.estimated:
             self.estimated.inc()
-        self.cost.labels(ctx.principal.tenant, dep.name).inc(meter.cost_eur)
-        if meter.energy_source:
-            self.energy.labels(dep.name, meter.energy_source).inc(meter.energy_wh)
-            self.carbon.labels(dep.name, meter.region or "unknown").inc(meter.co2e_g)
-            self.embodied.labels(dep.name).inc(meter.embodied_g)
+        sums = self._sums.get((ctx.principal.tenant, dep.name))
+        if sums is None:
+            sums = self._sums[(ctx.principal.tenant, dep.name)] = (
+                self.cost.labels(ctx.principal.tenant, dep.name),
+                self.energy.labels(dep.name, meter.energy_source or "none"),
+                self.carbon.labels(dep.name, meter.region or "unknown"),
+                self.embodied.labels(dep.name))
+        cost, energy, carbon, embodied = sums
+        cost.inc(meter.cost_eur)
+        if meter.energy_source:  # a deployment's source and region are fixed at start
+            energy.inc(meter.energy_wh)
+            carbon.inc(meter.co2e_g)
+            embodied.inc(meter.embodied_g)
 
     def _child(self, labels: tuple[str, ...]) -> tuple[Histogram, ...]:
         """Label lookups cached: they cost more than the observations."""

@@ -1,5 +1,5 @@
-"""Buckets and budgets in Redis, shared by every replica: one Lua script per take and per
-settle, so that the check and the take are one atomic step on the server.
+"""Buckets and budgets in Redis, shared by every replica: one Lua script, so that the check
+and the take are one atomic step on the server.
 
 Time comes from Redis (``TIME``), not from the replicas, whose clocks may differ.
 """
@@ -11,72 +11,76 @@ from typing import Any
 
 from fabrique.metering.buckets import Bucket, Budget, Verdict
 
-# KEYS: bucket keys, then budget keys. ARGV: #buckets, then (capacity, rate, cost) per
-# bucket, then (limit, amount, ttl) per budget.
+# One script settles what is owed (earlier requests' refunds and budget uses) and takes
+# what a new request needs, so that a request costs one round trip. KEYS: settled buckets,
+# settled budgets, taken buckets, taken budgets. ARGV: their four counts, then
+# (capacity, rate, refund) per settled bucket, (reserved, used) per settled budget,
+# (capacity, rate, cost) per taken bucket, (limit, amount, ttl) per taken budget.
 # Returns {0, level...} admitted; {1, wait, level...} a bucket is short;
-# {2, index, spent+reserved} budget `index` (1-based) does not fit.
-_TAKE = """
+# {2, index, spent+reserved} taken budget `index` (1-based) does not fit.
+_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local nb = tonumber(ARGV[1])
+local sb, sg = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tb, tg = tonumber(ARGV[3]), tonumber(ARGV[4])
+local a, k = 5, 1
+local function level_of(key, cap, rate)
+  local h = redis.call('HMGET', key, 'l', 't')
+  if h[1] then return math.min(cap, tonumber(h[1]) + (now - tonumber(h[2])) * rate) end
+  return cap
+end
+local function put(key, cap, rate, level)
+  redis.call('HSET', key, 'l', tostring(level), 't', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(cap / rate * 1000) + 1000)
+end
+for i = 1, sb do
+  local cap, rate, refund = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2])
+  put(KEYS[k], cap, rate, math.min(cap, level_of(KEYS[k], cap, rate) + refund))
+  a, k = a + 3, k + 1
+end
+for j = 1, sg do
+  local r = redis.call('HINCRBY', KEYS[k], 'r', -tonumber(ARGV[a]))
+  if r < 0 then redis.call('HSET', KEYS[k], 'r', 0) end
+  redis.call('HINCRBY', KEYS[k], 's', tonumber(ARGV[a+1]))
+  a, k = a + 2, k + 1
+end
+local ta, tk = a, k
 local levels, wait = {}, 0
-for i = 1, nb do
-  local cap, rate, cost = tonumber(ARGV[i*3-1]), tonumber(ARGV[i*3]), tonumber(ARGV[i*3+1])
-  local h = redis.call('HMGET', KEYS[i], 'l', 't')
-  local level = cap
-  if h[1] then level = math.min(cap, tonumber(h[1]) + (now - tonumber(h[2])) * rate) end
-  levels[i] = level
-  if level < cost then wait = math.max(wait, (cost - level) / rate) end
+for i = 1, tb do
+  local cap, rate, cost = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2])
+  levels[i] = level_of(KEYS[k], cap, rate)
+  if levels[i] < cost then wait = math.max(wait, (cost - levels[i]) / rate) end
+  a, k = a + 3, k + 1
 end
 if wait > 0 then
   local out = {1, tostring(wait)}
-  for i = 1, nb do out[#out+1] = tostring(levels[i]) end
+  for i = 1, tb do out[#out+1] = tostring(levels[i]) end
   return out
 end
-local base = nb * 3 + 2
-for j = 1, #KEYS - nb do
-  local limit, amount = tonumber(ARGV[base + (j-1)*3]), tonumber(ARGV[base + (j-1)*3 + 1])
-  local h = redis.call('HMGET', KEYS[nb + j], 's', 'r')
+for j = 1, tg do
+  local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a+1])
+  local h = redis.call('HMGET', KEYS[k], 's', 'r')
   local used = (tonumber(h[1]) or 0) + (tonumber(h[2]) or 0)
   if used + amount > limit then return {2, j, used} end
+  a, k = a + 3, k + 1
 end
+a, k = ta, tk
 local out = {0}
-for i = 1, nb do
-  local cap, rate, cost = tonumber(ARGV[i*3-1]), tonumber(ARGV[i*3]), tonumber(ARGV[i*3+1])
-  redis.call('HSET', KEYS[i], 'l', tostring(levels[i] - cost), 't', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate * 1000) + 1000)
+for i = 1, tb do
+  local cap, rate, cost = tonumber(ARGV[a]), tonumber(ARGV[a+1]), tonumber(ARGV[a+2])
+  put(KEYS[k], cap, rate, levels[i] - cost)
   out[#out+1] = tostring(levels[i] - cost)
+  a, k = a + 3, k + 1
 end
-for j = 1, #KEYS - nb do
-  redis.call('HINCRBY', KEYS[nb + j], 'r', tonumber(ARGV[base + (j-1)*3 + 1]))
-  redis.call('EXPIRE', KEYS[nb + j], tonumber(ARGV[base + (j-1)*3 + 2]))
+for j = 1, tg do
+  redis.call('HINCRBY', KEYS[k], 'r', tonumber(ARGV[a+1]))
+  redis.call('EXPIRE', KEYS[k], tonumber(ARGV[a+2]))
+  a, k = a + 3, k + 1
 end
 return out
 """
 
-# KEYS: bucket keys, then budget keys. ARGV: #buckets, (capacity, rate, refund) per
-# bucket, (reserved, used) per budget.
-_SETTLE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local nb = tonumber(ARGV[1])
-for i = 1, nb do
-  local cap, rate, refund = tonumber(ARGV[i*3-1]), tonumber(ARGV[i*3]), tonumber(ARGV[i*3+1])
-  local h = redis.call('HMGET', KEYS[i], 'l', 't')
-  local level = cap
-  if h[1] then level = math.min(cap, tonumber(h[1]) + (now - tonumber(h[2])) * rate) end
-  redis.call('HSET', KEYS[i], 'l', tostring(math.min(cap, level + refund)), 't', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate * 1000) + 1000)
-end
-local base = nb * 3 + 2
-for j = 1, #KEYS - nb do
-  local reserved, used = tonumber(ARGV[base + (j-1)*2]), tonumber(ARGV[base + (j-1)*2 + 1])
-  local r = redis.call('HINCRBY', KEYS[nb + j], 'r', -reserved)
-  if r < 0 then redis.call('HSET', KEYS[nb + j], 'r', 0) end
-  redis.call('HINCRBY', KEYS[nb + j], 's', used)
-end
-return 1
-"""
+Owed = tuple[list[tuple[Bucket, float]], list[tuple[Budget, int]]]
 
 
 class RedisStore:
@@ -89,18 +93,21 @@ class RedisStore:
         self.client = client
         self.prefix = prefix + ":"
         self.timeout_s = timeout_s
-        self._take = client.register_script(_TAKE)
-        self._settle = client.register_script(_SETTLE)
+        self._script = client.register_script(_SCRIPT)
 
-    async def take(self, buckets: list[Bucket], budgets: list[Budget]) -> Verdict:
-        keys = [self.prefix + b.key for b in buckets] + [self.prefix + b.key for b in budgets]
-        args: list[Any] = [len(buckets)]
+    async def take(self, buckets: list[Bucket], budgets: list[Budget],
+                   owed: Owed | None = None) -> Verdict:
+        """Settle ``owed`` (when given) and take what a request needs, in one call."""
+        keys, args = self._owed(owed or ([], []))
+        p = self.prefix
+        keys += [p + b.key for b in buckets] + [p + b.key for b in budgets]
+        args[2:4] = [len(buckets), len(budgets)]
         for b in buckets:
             args += (b.capacity, b.rate, b.cost)
         for g in budgets:
             args += (g.limit, g.amount, g.ttl_s)
         async with asyncio.timeout(self.timeout_s):
-            out = await self._take(keys=keys, args=args)
+            out = await self._script(keys=keys, args=args)
         if int(out[0]) == 0:
             return Verdict(True, [float(x) for x in out[1:]])
         if int(out[0]) == 1:
@@ -109,15 +116,20 @@ class RedisStore:
 
     async def settle(self, refunds: list[tuple[Bucket, float]],
                      budgets: list[tuple[Budget, int]]) -> None:
-        keys = ([self.prefix + b.key for b, _ in refunds]
-                + [self.prefix + g.key for g, _ in budgets])
-        args: list[Any] = [len(refunds)]
+        keys, args = self._owed((refunds, budgets))
+        async with asyncio.timeout(self.timeout_s):
+            await self._script(keys=keys, args=args)
+
+    def _owed(self, owed: Owed) -> tuple[list[str], list[Any]]:
+        refunds, budgets = owed
+        p = self.prefix
+        keys = [p + b.key for b, _ in refunds] + [p + g.key for g, _ in budgets]
+        args: list[Any] = [len(refunds), len(budgets), 0, 0]
         for b, refund in refunds:
             args += (b.capacity, b.rate, refund)
         for g, used in budgets:
             args += (g.amount, used)
-        async with asyncio.timeout(self.timeout_s):
-            await self._settle(keys=keys, args=args)
+        return keys, args
 
     async def spent(self, budget: Budget) -> tuple[int, int]:
         async with asyncio.timeout(self.timeout_s):
