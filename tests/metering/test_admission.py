@@ -91,3 +91,14 @@ async def test_concurrent_requests_never_overshoot_a_budget(gateway_factory):
     spent, reserved = await _budget_state(gw, key=key_id)
     assert reserved == 0
     assert abs(spent - cost * 1e6) <= statuses.count(200)  # micro-euros, rounded up per request
+
+
+async def test_embeddings_reserve_their_input_only(gateway_factory):
+    client, gw = await gateway_factory(metering={"budgets": [
+        {"scope": "tenant", "period": "daily", "tokens": 50}]})
+    resp = await client.post("/v1/embeddings", json={"model": "embed", "input": "un deux trois"},
+                             headers=await auth(gw))
+    assert resp.status == 200  # a chat request's default max_tokens (1024) would not fit
+    (row,) = await rows(gw, 1)
+    assert row["output_tokens"] == 0 and row["input_tokens"] > 0
+    assert await _budget_state(gw) == (row["input_tokens"], 0)

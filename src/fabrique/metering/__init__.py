@@ -82,7 +82,8 @@ class Metering:
         if not self.control.enabled:
             return
         est_in = tokens.input_tokens(ctx.endpoint, ctx.body)
-        est_out = tokens.max_output_tokens(ctx.body, self.config.default_max_tokens)
+        est_out = (0 if ctx.endpoint == "embeddings" else
+                   tokens.max_output_tokens(ctx.body, self.config.default_max_tokens))
         worst = self._worst_price(ctx.model)
         who = Who(ctx.principal.tenant, ctx.principal.key_id, ctx.agent, ctx.model)
         reservation = await self.control.admit(who, est_in + est_out,
