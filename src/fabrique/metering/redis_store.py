@@ -94,6 +94,10 @@ class RedisStore:
         self.prefix = prefix + ":"
         self.timeout_s = timeout_s
         self._script = client.register_script(_SCRIPT)
+        # Admissions made in the same turn of the event loop go out as one pipeline: one
+        # write and one read for all of them, where each system call is the cost.
+        self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._tasks: set[asyncio.Future[None]] = set()  # strong references while they run
 
     async def take(self, buckets: list[Bucket], budgets: list[Budget],
                    owed: Owed | None = None) -> Verdict:
@@ -106,13 +110,73 @@ class RedisStore:
             args += (b.capacity, b.rate, b.cost)
         for g in budgets:
             args += (g.limit, g.amount, g.ttl_s)
-        async with asyncio.timeout(self.timeout_s):
-            out = await self._script(keys=keys, args=args)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((keys, args, future))
+        if len(self._queued) == 1:  # the first of this turn sends for all, no task needed
+            try:
+                await asyncio.sleep(0)  # the other admissions of this turn join the queue
+            except asyncio.CancelledError:
+                self._send()  # hand the queue to a task, or the others would wait forever
+                raise
+            queued, self._queued = self._queued, []
+            # Shielded: the others' answers must not fail because this request was cancelled.
+            await asyncio.shield(self._run(queued))
+        out = await future
         if int(out[0]) == 0:
             return Verdict(True, [float(x) for x in out[1:]])
         if int(out[0]) == 1:
             return Verdict(False, [float(x) for x in out[2:]], retry_after=float(out[1]))
         return Verdict(False, budget=budgets[int(out[1]) - 1], spent=int(out[2]))
+
+    def _send(self) -> None:
+        queued, self._queued = self._queued, []
+        task = asyncio.ensure_future(self._run(queued))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if len(queued) == 1:
+                    keys, args, _ = queued[0]
+                    results = [await self._script(keys=keys, args=args)]
+                else:
+                    results = await self._pipeline(queued)
+        except BaseException as exc:
+            for *_, future in queued:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception)
+                                         else ConnectionError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, future), result in zip(queued, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _pipeline(self, queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
+                        ) -> list[Any]:
+        from redis.exceptions import NoScriptError
+
+        results: list[Any] = [None] * len(queued)
+        todo = list(range(len(queued)))
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for i in todo:
+                keys, args, _ = queued[i]
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            for i, result in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                results[i] = result
+            # A restarted or flushed Redis forgot the script: load it, redo only those.
+            todo = [i for i in todo if isinstance(results[i], NoScriptError)]
+            if not todo or attempt == 2:
+                break
+            await self.client.script_load(_SCRIPT)
+        return results
 
     async def settle(self, refunds: list[tuple[Bucket, float]],
                      budgets: list[tuple[Budget, int]]) -> None:
