@@ -6,6 +6,8 @@ upstream, load generator and process machinery this reuses), three gateways side
 
 - ``base``: the gateway before metering (the source at this branch's merge base with main,
   exported with ``git archive``; or ``--base-src``);
+- ``default``: this tree with no ``metering`` settings: what every request pays anyway
+  (usage measured, metrics, a usage row), no limits or budgets;
 - ``metering``: this tree, with a price and an energy profile on the deployment, RPM and
   TPM limits per tenant and key, and a daily budget per tenant — all far above the load, so
   every request is admitted, reserved, metered, settled and written to the usage table;
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"[bench {time.monotonic() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     quick = args.quick
-    paired = go.Bounds(seconds=4.0 if quick else 15.0, requests=200_000,
+    paired = go.Bounds(seconds=3.0 if quick else 15.0, requests=200_000,
                        warm_seconds=0.5 if quick else 2.0, warm_requests=500)
     loaded = go.Bounds(seconds=2.0 if quick else 6.0, requests=200_000,
                        warm_seconds=0.3 if quick else 1.0, warm_requests=300)
@@ -156,19 +158,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         src = REPO / "src"
         gateways = {
             "base": start_gateway(children, workdir, "base", up_port, base_src, None)[1],
+            "default": start_gateway(children, workdir, "default", up_port, src, None)[1],
             "metering": start_gateway(children, workdir, "metering", up_port, src,
                                       metering_config(None))[1],
             "metering+redis": start_gateway(children, workdir, "metering-redis", up_port, src,
                                             metering_config(prefix))[1],
         }
         gateways["metering+redis"].name = "metering+redis"
-        log("upstream and three gateways up")
+        log("upstream and four gateways up")
         lg = children.start("loadgen", [sys.executable, go.__file__, "_load"], stdin=True,
                             stdout_pipe=True)
         runner = go.Runner(go.LoadGen(lg), upstream.pid, f"http://{go.HOST}:{up_port}")
         rows: list[dict[str, Any]] = []
         for kind in ("chat", "stream5"):
-            for variant in ("metering", "metering+redis"):
+            for variant in ("default", "metering", "metering+redis"):
                 seg = runner.segments([gateways["base"], gateways[variant]], kind, 1,
                                       (paired.warm_requests, paired.warm_seconds),
                                       [(paired.requests, paired.seconds)])[0]
@@ -197,17 +200,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{row['rps']} req/s, machine's other work {cpu[name]['others_cpu_util']} cores")
         results["paired"] = rows
         results["concurrency_32"] = cpu
-        for name in ("metering", "metering+redis"):
+        for name in ("default", "metering", "metering+redis"):
             base_cpu = cpu["base"]["cpu_us_per_request"]
             if base_cpu and cpu[name]["cpu_us_per_request"]:
                 cpu[name]["added_cpu_us_per_request"] = round(
                     cpu[name]["cpu_us_per_request"] - base_cpu, 1)
         chat = {r["variant"]: r for r in rows if r["kind"] == "chat"}
         results["summary"] = {
+            "added_p50_ms_default": chat["default"]["added_p50_ms"],
+            "added_p99_ms_default": chat["default"]["added_p99_ms"],
             "added_p50_ms_in_process": chat["metering"]["added_p50_ms"],
             "added_p99_ms_in_process": chat["metering"]["added_p99_ms"],
             "added_p50_ms_redis": chat["metering+redis"]["added_p50_ms"],
             "added_p99_ms_redis": chat["metering+redis"]["added_p99_ms"],
+            "added_cpu_us_default": cpu["default"].get("added_cpu_us_per_request"),
             "added_cpu_us_in_process": cpu["metering"].get("added_cpu_us_per_request"),
             "added_cpu_us_redis": cpu["metering+redis"].get("added_cpu_us_per_request"),
         }
