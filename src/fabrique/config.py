@@ -495,7 +495,7 @@ class MeteringConfig(_Model):
         10_000, ge=1, description="Usage records waiting to be written; more are dropped and "
         "counted (fabrique_usage_dropped_total).")
     usage_batch: int = Field(
-        64, ge=1, description="Most usage records written in one statement (its parameters are "
+        32, ge=1, description="Most usage records written in one statement (its parameters are "
         "prepared on the event loop: a smaller batch is a shorter pause for requests).")
     usage_flush_s: float = Field(0.5, gt=0, description="Seconds between usage writes.")
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig,
