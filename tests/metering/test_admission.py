@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from fabrique.metering.control import Who
+from fabrique.metering.plan import Who
 
 from .helpers import CHAT, auth, rows
 
 
 async def _budget_state(gw, tenant="acme", key="", agent=None):
-    _, budgets = gw.metering.control.plan(Who(tenant, key, agent, "chat"), 0, 0.0,
+    _, budgets = gw.metering.control.planner.plan(Who(tenant, key, agent, "chat"), 0, 0.0,
                                           datetime.now(UTC))
     return await gw.metering.control.spent(budgets[0])
 

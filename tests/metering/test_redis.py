@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from fabrique.config import MeteringConfig
-from fabrique.metering.control import Controller, Who
+from fabrique.metering.control import Controller
 from fabrique.metering.metrics import Metrics
+from fabrique.metering.plan import Who
 
 from .helpers import REDIS, Proxy, drop_keys, prefix
 
@@ -65,7 +66,7 @@ async def test_budgets_reserve_and_settle_across_replicas(key_prefix):
         assert len(taken) == 1000 // 30  # exactly what fits, not one more
         await asyncio.gather(*(a.settle(r, 20, 0.0) for r in taken))
         await a.flush()  # settlements are written behind the requests
-        _, (budget,) = a.plan(WHO, 0, 0.0, datetime.now(UTC))
+        _, (budget,) = a.planner.plan(WHO, 0, 0.0, datetime.now(UTC))
         assert await b.spent(budget) == (20 * len(taken), 0)
     finally:
         await a.close()

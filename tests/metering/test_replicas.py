@@ -19,8 +19,9 @@ import yaml
 
 from fabrique.config import MeteringConfig
 from fabrique.keys import KeyStore
-from fabrique.metering.control import Controller, Who
+from fabrique.metering.control import Controller
 from fabrique.metering.metrics import Metrics
+from fabrique.metering.plan import Who
 from fabrique.store import Database
 from fabrique.store.tables import usage
 
@@ -185,7 +186,7 @@ async def test_a_budget_shared_by_two_processes_is_not_overshot(tmp_path, key_pr
         {"redis_url": REDIS, "redis_prefix": key_prefix, "budgets": [budget]}), Metrics())
     await reader.start()
     try:
-        _, (counter,) = reader.plan(Who("acme", "", None, "chat"), 0, 0.0, datetime.now(UTC))
+        _, (counter,) = reader.planner.plan(Who("acme", "", None, "chat"), 0, 0.0, datetime.now(UTC))
         assert await reader.spent(counter) == (used, 0)  # settled to the real usage
     finally:
         await reader.close()

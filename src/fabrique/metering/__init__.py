@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 from fabrique.config import Config
 from fabrique.errors import ConfigError
 from fabrique.metering import tokens
-from fabrique.metering.control import Controller, Who
+from fabrique.metering.control import Controller
 from fabrique.metering.energy import EnergyModel, energy_model
 from fabrique.metering.grid import intensities
 from fabrique.metering.meter import Meter, measure
 from fabrique.metering.metrics import Metrics
+from fabrique.metering.plan import Who
 from fabrique.metering.prices import FREE, Price, price_of
 from fabrique.metering.usage_log import UsageLog, row
 

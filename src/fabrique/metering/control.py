@@ -12,19 +12,16 @@ Redis round trip (its admission), not two.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import collections
 import contextlib
 import logging
-import math
-import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fabrique.config import BudgetConfig, LimitConfig, MeteringConfig
+from fabrique.config import MeteringConfig
 from fabrique.errors import BudgetExceeded, RateLimited
 from fabrique.metering.buckets import Bucket, Budget, LocalStore, Verdict
+from fabrique.metering.plan import MICRO, Planner, Who, units
 
 if TYPE_CHECKING:
     from fabrique.metering.metrics import Metrics
@@ -32,8 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fabrique.metering")
 _PENDING_MAX = 10_000
-_MICRO = 1_000_000
-_RULES_CACHE = 10_000
 _SETTLE_DELAY_S = 0.05
 
 
@@ -49,20 +44,6 @@ class Reservation:
     settled: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-*
     refusal: RateLimited | None = None  # set when nothing was taken: the request is refused
-
-
-@dataclass(frozen=True, slots=True)
-class Who:
-    """The identities limits and budgets are keyed on."""
-
-    tenant: str
-    key: str
-    agent: str | None
-    model: str
-
-    def of(self, scope: str) -> str | None:
-        return {"tenant": self.tenant, "key": self.key, "agent": self.agent,
-                "model": self.model}[scope]
 
 
 class Controller:
@@ -83,10 +64,7 @@ class Controller:
         self._flushing = asyncio.Lock()
         self._client: Any = None
         self.enabled = bool(config.limits or config.budgets)
-        self._rules: dict[Who, tuple[list[tuple[str, str, int]],
-                                     list[tuple[str, BudgetConfig]]]] = {}
-        self._periods_until = 0.0
-        self._period_cache: dict[str, tuple[str, int]] = {}
+        self.planner = Planner(config)
 
     async def start(self) -> None:
         if self.config.redis_url is None or not self.enabled:
@@ -125,63 +103,10 @@ class Controller:
 
     # -- admission ------------------------------------------------------------------
 
-    def plan(self, who: Who, tokens: int, cost_eur: float,
-             now: datetime | None = None) -> tuple[list[Bucket], list[Budget]]:
-        """The buckets and budgets this request meets, and what it takes from each."""
-        rules = self._rules.get(who)
-        if rules is None:
-            if len(self._rules) >= _RULES_CACHE:
-                self._rules.clear()  # identities come from clients (agents): stay bounded
-            rules = self._rules[who] = self._match_rules(who)
-        limits, budget_rules = rules
-        buckets = [Bucket(key, kind, capacity, capacity / 60,
-                          1 if kind == "requests" else min(tokens, capacity))
-                   for key, kind, capacity in limits]
-        # A request larger than a TPM bucket could never pass: it takes the whole bucket.
-        if not budget_rules:
-            return buckets, []
-        periods = self._periods(now)
-        budgets = []
-        for base, rule in budget_rules:
-            period, left_s = periods[rule.period]
-            unit = "eur" if rule.eur is not None else "tokens"
-            limit = round(rule.eur * _MICRO) if rule.eur is not None else int(rule.tokens or 0)
-            budgets.append(Budget(f"{base}:{period}", unit, limit, _units(unit, tokens, cost_eur),
-                                  left_s + 86400))
-        return buckets, budgets
-
-    def _match_rules(self, who: Who) -> tuple[list[tuple[str, str, int]],
-                                               list[tuple[str, BudgetConfig]]]:
-        limits: list[tuple[str, str, int]] = []
-        for limit in self.config.limits:
-            ident = _match(limit, who)
-            if ident is None:
-                continue
-            base = f"rl:{limit.scope}:{ident}"
-            if limit.rpm is not None:
-                limits.append((f"{base}:rpm", "requests", limit.rpm))
-            if limit.tpm is not None:
-                limits.append((f"{base}:tpm", "tokens", limit.tpm))
-        budgets = [(f"bg:{b.scope}:{ident}:{b.period}", b) for b in self.config.budgets
-                   if (ident := _match(b, who)) is not None]
-        return limits, budgets
-
-    def _periods(self, now: datetime | None) -> dict[str, tuple[str, int]]:
-        """The current day and month (UTC) and the seconds left in each; computed once a
-        minute, not per request."""
-        if now is None:
-            if time.time() < self._periods_until:
-                return self._period_cache
-            now = datetime.now(UTC)
-            self._periods_until = (time.time() // 60 + 1) * 60
-            self._period_cache = _periods(now)
-            return self._period_cache
-        return _periods(now)
-
     async def admit(self, who: Who, tokens: int, cost_eur: float) -> Reservation | None:
         """Take what the request needs; None when no limit or budget applies. A refused
         request gets a reservation with its ``refusal`` (RateLimited or BudgetExceeded)."""
-        buckets, budgets = self.plan(who, tokens, cost_eur)
+        buckets, budgets = self.planner.plan(who, tokens, cost_eur)
         if not buckets and not budgets:
             return None
         store, verdict = await self._take(buckets, budgets)
@@ -220,7 +145,7 @@ class Controller:
         reservation.settled = True
         refunds = [(b, b.cost - min(used_tokens, b.capacity)) for b in reservation.buckets
                    if b.kind == "tokens"]
-        budgets = [(g, _units(g.unit, used_tokens, cost_eur)) for g in reservation.budgets]
+        budgets = [(g, units(g.unit, used_tokens, cost_eur)) for g in reservation.budgets]
         if not refunds and not budgets:
             return
         if reservation.store is self.local:
@@ -305,24 +230,6 @@ def _merge(batch: list[tuple[list[tuple[Bucket, float]], list[tuple[Budget, int]
     return list(refunds.values()), list(budgets.values())
 
 
-def _match(rule: LimitConfig | BudgetConfig, who: Who) -> str | None:
-    ident = who.of(rule.scope)
-    if ident is None or (rule.name != "*" and rule.name != ident):
-        return None
-    return ident
-
-
-def _periods(now: datetime) -> dict[str, tuple[str, int]]:
-    day_left = 86400 - (now.hour * 3600 + now.minute * 60)
-    days = calendar.monthrange(now.year, now.month)[1]
-    return {"daily": (now.strftime("%Y-%m-%d"), day_left),
-            "monthly": (now.strftime("%Y-%m"), (days - now.day) * 86400 + day_left)}
-
-
-def _units(unit: str, tokens: int, cost_eur: float) -> int:
-    return math.ceil(cost_eur * _MICRO) if unit == "eur" else tokens
-
-
 def _which(buckets: list[Bucket], verdict: Verdict) -> str:
     for b, level in zip(buckets, verdict.levels, strict=False):
         if level < b.cost:
@@ -334,8 +241,8 @@ def _which(buckets: list[Bucket], verdict: Verdict) -> str:
 def _budget_error(budget: Budget, used: int) -> BudgetExceeded:
     _, scope, ident, period, _ = budget.key.split(":", 4)
     if budget.unit == "eur":
-        shown = f"€{used / _MICRO:.4f} of €{budget.limit / _MICRO:g}"
-        need = f"€{budget.amount / _MICRO:.4f}"
+        shown = f"€{used / MICRO:.4f} of €{budget.limit / MICRO:g}"
+        need = f"€{budget.amount / MICRO:.4f}"
     else:
         shown, need = f"{used} of {budget.limit} tokens", f"{budget.amount} tokens"
     return BudgetExceeded(
