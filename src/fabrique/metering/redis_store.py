@@ -119,8 +119,10 @@ class RedisStore:
                 self._send()  # hand the queue to a task, or the others would wait forever
                 raise
             queued, self._queued = self._queued, []
-            # Shielded: the others' answers must not fail because this request was cancelled.
-            await asyncio.shield(self._run(queued))
+            if len(queued) == 1:
+                await self._run(queued)
+            else:  # shielded: the others' answers must not fail if this request is cancelled
+                await asyncio.shield(self._run(queued))
         out = await future
         if int(out[0]) == 0:
             return Verdict(True, [float(x) for x in out[1:]])
