@@ -84,6 +84,8 @@ async def test_redis_going_away_falls_back_then_recovers(key_prefix):
         assert first is not None and first.store.name == "redis"
         assert c.metrics.redis_up._value.get() == 1
         await proxy.stop()
+        many = await asyncio.gather(*(c.admit(WHO, 1, 0.0) for _ in range(10)))  # pipelined
+        assert {(r.store.name, r.refusal) for r in many if r is not None} == {("local", None)}
         during = await c.admit(WHO, 1, 0.0)
         assert during is not None and during.refusal is None and during.store.name == "local"
         assert not c.redis_up

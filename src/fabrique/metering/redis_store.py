@@ -83,6 +83,14 @@ return out
 Owed = tuple[list[tuple[Bucket, float]], list[tuple[Budget, int]]]
 
 
+def _verdict(out: list[Any], budgets: list[Budget]) -> Verdict:
+    if int(out[0]) == 0:
+        return Verdict(True, [float(x) for x in out[1:]])
+    if int(out[0]) == 1:
+        return Verdict(False, [float(x) for x in out[2:]], retry_after=float(out[1]))
+    return Verdict(False, budget=budgets[int(out[1]) - 1], spent=int(out[2]))
+
+
 class RedisStore:
     """Buckets and budgets under ``prefix:`` in Redis. Every call is bounded by
     ``timeout_s``; a slow or absent Redis raises (``metering.control`` falls back)."""
@@ -94,10 +102,12 @@ class RedisStore:
         self.prefix = prefix + ":"
         self.timeout_s = timeout_s
         self._script = client.register_script(_SCRIPT)
-        # Admissions made in the same turn of the event loop go out as one pipeline: one
-        # write and one read for all of them, where each system call is the cost.
+        # While a call is on its way, the admissions made in the same turn of the event loop
+        # go out as one pipeline: one write and one read for all of them, where each system
+        # call is the cost. When Redis is idle, a call goes at once.
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Future[None]] = set()  # strong references while they run
+        self._inflight = 0  # calls on their way to Redis
 
     async def take(self, buckets: list[Bucket], budgets: list[Budget],
                    owed: Owed | None = None) -> Verdict:
@@ -111,6 +121,10 @@ class RedisStore:
         for g in budgets:
             args += (g.limit, g.amount, g.ttl_s)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self._inflight and not self._queued:
+            # Redis is idle: waiting for company would only add latency.
+            await self._run([(keys, args, future)])
+            return _verdict(future.result(), budgets)
         self._queued.append((keys, args, future))
         if len(self._queued) == 1:  # the first of this turn sends for all, no task needed
             try:
@@ -123,12 +137,7 @@ class RedisStore:
                 await self._run(queued)
             else:  # shielded: the others' answers must not fail if this request is cancelled
                 await asyncio.shield(self._run(queued))
-        out = await future
-        if int(out[0]) == 0:
-            return Verdict(True, [float(x) for x in out[1:]])
-        if int(out[0]) == 1:
-            return Verdict(False, [float(x) for x in out[2:]], retry_after=float(out[1]))
-        return Verdict(False, budget=budgets[int(out[1]) - 1], spent=int(out[2]))
+        return _verdict(await future, budgets)
 
     def _send(self) -> None:
         queued, self._queued = self._queued, []
@@ -137,6 +146,13 @@ class RedisStore:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        self._inflight += 1
+        try:
+            await self._call(queued)
+        finally:
+            self._inflight -= 1
+
+    async def _call(self, queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
         try:
             async with asyncio.timeout(self.timeout_s):
                 if len(queued) == 1:
