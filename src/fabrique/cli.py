@@ -379,10 +379,14 @@ def usage(
     else:
         from rich.console import Console
         from rich.table import Table
-        table = Table(*columns, title=f"Usage by {by} since {since}")
+        shown = {by: by, "requests": "requests", "refused": "refused", "input_tokens": "in",
+                 "output_tokens": "out", "cost_eur": "EUR", "energy_wh": "Wh",
+                 "co2e_g": "gCO2e", "avg_latency_ms": "avg ms"}  # --json/--csv have them all
+        table = Table(*shown.values(), title=f"Usage by {by} since {since}")
         for row in rows:
-            table.add_row(*("" if row[c] is None else f"{row[c]:.6g}" if isinstance(row[c], float)
-                            else str(row[c]) for c in columns))
+            table.add_row(*("(none)" if row[c] is None and c == by else "" if row[c] is None
+                            else f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+                            for c in shown))
         Console().print(table)
 
 

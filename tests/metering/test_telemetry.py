@@ -20,7 +20,7 @@ FABRIQUE = ["fabrique_cost_eur_total", "fabrique_energy_wh_total", "fabrique_co2
 
 async def test_metrics_expose_the_genai_and_fabrique_names(gateway_factory):
     client, gw = await gateway_factory(metering={
-        "limits": [{"scope": "tenant", "rpm": 100}],
+        "limits": [{"scope": "tenant", "rpm": 2}],
         "deployments": {"sim/sim-chat": {
             "price": {"input_eur_per_1m": 1, "output_eur_per_1m": 2},
             "energy": {"source": "model", "input_wh_per_1k": 0.1, "output_wh_per_1k": 1}}}})
@@ -29,6 +29,7 @@ async def test_metrics_expose_the_genai_and_fabrique_names(gateway_factory):
     await (await client.post("/v1/chat/completions", json={**CHAT, "stream": True},
                              headers=headers)).read()
     await client.post("/v1/chat/completions", json={**CHAT, "model": "nope"}, headers=headers)
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=headers)).status == 429
     text = await (await client.get("/metrics")).text()
     for name in GENAI + FABRIQUE:
         assert f"\n{name}" in text, name
@@ -37,6 +38,8 @@ async def test_metrics_expose_the_genai_and_fabrique_names(gateway_factory):
     assert 'gen_ai_server_time_to_first_token_seconds_count{' in text
     assert 'fabrique_policy_decisions_total{decision="model_not_found"} 1.0' in text
     assert 'fabrique_policy_decisions_total{decision="admitted"} 2.0' in text
+    assert 'fabrique_policy_decisions_total{decision="rate_limit_exceeded"} 1.0' in text
+    assert text.count("fabrique_policy_decisions_total{") == 3  # each refusal counted once
     assert 'fabrique_breaker_state{deployment="sim/sim-chat"} 0.0' in text
     assert 'fabrique_energy_wh_total{deployment="sim/sim-chat",source="model"}' in text
     assert "Bonjour" not in text  # never content

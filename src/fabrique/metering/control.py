@@ -116,11 +116,10 @@ class Controller:
             self.metrics.decision("admitted")
             return reservation
         reservation.settled = True  # nothing was taken
+        # Refusals are counted by their code when the request is metered.
         if verdict.budget is not None:
-            self.metrics.decision("budget_exceeded")
             reservation.refusal = _budget_error(verdict.budget, verdict.spent)
         else:
-            self.metrics.decision("rate_limited")
             reservation.refusal = RateLimited(
                 f"Rate limit reached for {_which(buckets, verdict)}; retry in "
                 f"{verdict.retry_after or 0:.1f} s.", retry_after=verdict.retry_after)
