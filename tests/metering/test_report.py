@@ -81,3 +81,19 @@ async def test_the_cli_reports_what_was_sent(gateway_factory, tmp_path):
     assert out.exit_code == 0 and "acme" in out.stdout and "beta" in out.stdout
     out = await invoke(["usage", "--by", "color", "--config", str(config)])
     assert out.exit_code == 1 and "by: one of" in out.stderr
+
+
+async def test_a_tenant_sees_its_own_usage_only(gateway_factory):
+    client, gw = await gateway_factory(metering=METERING)
+    await _traffic(client, gw)
+    await rows(gw, 9)
+    beta = await auth(gw, "beta")  # another key of beta's
+    resp = await client.get("/v1/fabrique/usage?by=model&since=1h", headers=beta)
+    body = await resp.json()
+    assert body["tenant"] == "beta"
+    assert {(r["model"], r["requests"]) for r in body["data"]} == {("chat", 3), ("nope", 1)}
+    by_key = (await (await client.get("/v1/fabrique/usage?by=key", headers=beta)).json())["data"]
+    assert sum(r["requests"] for r in by_key) == 4  # acme's five are not there
+    refused = await client.get("/v1/fabrique/usage?by=tenant", headers=beta)
+    assert refused.status == 400
+    assert (await client.get("/v1/fabrique/usage")).status == 401

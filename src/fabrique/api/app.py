@@ -10,6 +10,7 @@ from aiohttp import web
 from fabrique.api import admin
 from fabrique.api.errors import error_response
 from fabrique.api.openai import GATEWAY, completion_handler, list_models, new_request_id
+from fabrique.api.usage import own_usage
 from fabrique.errors import FabriqueError, MethodNotAllowed, NotFound
 from fabrique.gateway import Gateway
 
@@ -27,6 +28,7 @@ def build_app(gateway: Gateway) -> web.Application:
         app.router.add_post(f"/v1/{endpoint}", completion_handler(endpoint))
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", list_models)
+    app.router.add_get("/v1/fabrique/usage", own_usage)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if gateway.config.metering.telemetry.metrics:
