@@ -102,3 +102,22 @@ async def test_embeddings_reserve_their_input_only(gateway_factory):
     (row,) = await rows(gw, 1)
     assert row["output_tokens"] == 0 and row["input_tokens"] > 0
     assert await _budget_state(gw) == (row["input_tokens"], 0)
+
+
+async def test_the_admin_api_shows_budgets_spent_and_reserved(gateway_factory):
+    client, gw = await gateway_factory(metering={"budgets": [
+        {"scope": "tenant", "period": "daily", "tokens": 1000},
+        {"scope": "agent", "name": "bot", "period": "monthly", "eur": 2.5}]})
+    headers = {**await auth(gw), "x-fabrique-agent-id": "bot"}
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=headers)).status == 200
+    (row,) = await rows(gw, 1)
+    admin = {"Authorization": "Bearer test-admin-token"}
+    data = (await (await client.get("/admin/budgets?tenant=acme&agent=bot", headers=admin))
+            .json())["data"]
+    tenant, agent = sorted(data, key=lambda b: b["scope"], reverse=True)
+    assert (tenant["scope"], tenant["unit"], tenant["limit"]) == ("tenant", "tokens", 1000)
+    assert tenant["spent"] == row["input_tokens"] + row["output_tokens"]
+    assert tenant["reserved"] == 0
+    assert (agent["name"], agent["unit"], agent["limit"], agent["spent"]) == ("bot", "eur", 2.5, 0)
+    assert (await client.get("/admin/budgets", headers=admin)).status == 400
+    assert (await client.get("/admin/budgets?tenant=acme", headers=headers)).status == 401

@@ -151,6 +151,29 @@ async def usage_report(request: web.Request) -> web.StreamResponse:
     return _json({"object": "list", "by": by, "data": rows})
 
 
+@admin
+async def budgets(request: web.Request) -> web.StreamResponse:
+    """GET /admin/budgets?tenant=T[&key=K][&agent=A]: the budgets that apply to them now, with
+    what is spent and reserved (in this process's counters, or Redis's when shared)."""
+    from fabrique.metering.plan import MICRO, Who
+
+    query = request.query
+    if "tenant" not in query:
+        raise InvalidField("tenant: required", param="tenant")
+    control = request.app[GATEWAY].metering.control
+    _, found = control.planner.plan(Who(query["tenant"], query.get("key", ""),
+                                        query.get("agent"), ""), 0, 0.0)
+    data = []
+    for budget in found:
+        spent, reserved = await control.spent(budget)
+        scale = MICRO if budget.unit == "eur" else 1
+        _, scope, ident, period, when = budget.key.split(":", 4)
+        data.append({"scope": scope, "name": ident, "period": period, "current": when,
+                     "unit": budget.unit, "limit": budget.limit / scale,
+                     "spent": spent / scale, "reserved": reserved / scale})
+    return _json({"object": "list", "data": data})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/keys", create_key)
     app.router.add_get("/admin/keys", list_keys)
@@ -160,3 +183,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/admin/tenants/{name}/policy", set_tenant_policy)
     app.router.add_get("/admin/policies", list_policies)
     app.router.add_get("/admin/usage", usage_report)
+    app.router.add_get("/admin/budgets", budgets)
