@@ -120,3 +120,50 @@ async def test_an_unreachable_redis_at_start_means_local_limits(key_prefix):
         assert c.metrics.redis_up._value.get() == 0
     finally:
         await c.close()
+
+
+async def test_budget_spent_while_redis_was_away_counts_when_it_returns(key_prefix):
+    proxy = Proxy()
+    await proxy.start()
+    c = controller(proxy.url, key_prefix, budgets=[{"scope": "tenant", "tokens": 10_000}])
+    await c.start()
+    _, (budget,) = c.planner.plan(WHO, 0, 0.0, datetime.now(UTC))
+    try:
+        before = await c.admit(WHO, 50, 0.0)
+        await c.settle(before, 10, 0.0)
+        await proxy.stop()
+        during = await c.admit(WHO, 50, 0.0)
+        assert during.store.name == "local"
+        await c.settle(during, 20, 0.0)
+        in_flight = await c.admit(WHO, 50, 0.0)  # admitted here, ends after the return
+        await proxy.start()
+        for _ in range(200):
+            if c.redis_up:
+                break
+            await asyncio.sleep(0.02)
+        assert c.redis_up
+        await c.settle(in_flight, 5, 0.0)
+        await c.flush()
+        assert await c.spent(budget) == (10 + 20 + 5, 0)  # Redis: all of it, nothing held
+        assert await c.local.spent(budget) == (0, 0)  # nothing left over here
+    finally:
+        await c.close()
+        if proxy.server is not None and proxy.server.is_serving():
+            await proxy.stop()
+
+
+async def test_nothing_reserved_or_used_settles_cleanly(key_prefix):
+    # A free deployment reserves 0 micro-euros; a refused request uses nothing. Lua's -0
+    # once reached Redis as "-0", an error that took Redis for down.
+    c = controller(REDIS, key_prefix, budgets=[{"scope": "tenant", "eur": 1.0}])
+    await c.start()
+    try:
+        free = await c.admit(WHO, 100, 0.0)
+        assert free.budgets[0].amount == 0
+        await c.settle(free, 0, 0.0)
+        await c.flush()
+        assert c.redis_up and c.metrics.fallbacks._value.get() == 0
+        _, (budget,) = c.planner.plan(WHO, 0, 0.0, datetime.now(UTC))
+        assert await c.spent(budget) == (0, 0)
+    finally:
+        await c.close()

@@ -93,6 +93,18 @@ class LocalStore:
             counter[0] += used
             counter[1] = max(0, counter[1] - budget.amount)
 
+    def drain_spent(self) -> list[tuple[Budget, int]]:
+        """What each budget spent here, as settlements for another store (Redis, when it
+        comes back); forgotten here. Reservations in flight stay, to be released here."""
+        now = time.monotonic()
+        out = []
+        for key, counter in self._budgets.items():
+            if counter[0]:
+                ttl = max(1, int(self._expiry.get(key, now + 86400) - now))
+                out.append((Budget(key, "", 0, 0, ttl), counter[0]))
+                counter[0] = 0
+        return out
+
     async def spent(self, budget: Budget) -> tuple[int, int]:
         spent, reserved = self._budgets.get(budget.key, (0, 0))
         return spent, reserved

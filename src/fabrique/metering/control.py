@@ -61,6 +61,7 @@ class Controller:
         self._watch: asyncio.Task[None] | None = None
         self._settler: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._backlog_full = False
         self._flushing = asyncio.Lock()
         self._client: Any = None
         self.enabled = bool(config.limits or config.budgets)
@@ -148,13 +149,23 @@ class Controller:
         if not refunds and not budgets:
             return
         if reservation.store is self.local:
-            await self.local.settle(refunds, budgets)
-            return
-        # Owed to Redis: written behind the request, merged with the others owed meanwhile
-        # (one script call for many requests). Until then the reservation stays held, which
-        # errs on the safe side of a budget.
-        if len(self._pending) == self._pending.maxlen:
-            log.error("Redis settlements backlog full: a reservation is left to expire")
+            if self.redis is None or not self.redis_up:
+                await self.local.settle(refunds, budgets)
+                return
+            # Admitted here while Redis was away, ended after it came back: the reservation
+            # is released here, the spending counted where the budget is shared.
+            await self.local.settle(refunds, [(g, 0) for g, _ in budgets])
+            refunds, budgets = [], [(replace(g, amount=0), used) for g, used in budgets]
+        self._owe(refunds, budgets)
+
+    def _owe(self, refunds: list[tuple[Bucket, float]], budgets: list[tuple[Budget, int]]) -> None:
+        """Owed to Redis: written behind the request, merged with the others owed meanwhile
+        (one script call for many requests). Until then a reservation stays held, which errs
+        on the safe side of a budget."""
+        if len(self._pending) == self._pending.maxlen and not self._backlog_full:
+            self._backlog_full = True
+            log.error("Redis settlements backlog full (%d): the oldest are dropped; their "
+                      "reservations expire with their period", len(self._pending))
         self._pending.append((refunds, budgets))
         self._wake.set()
 
@@ -202,10 +213,17 @@ class Controller:
             if self.redis_up:
                 continue
             try:
+                # Connections from before the outage may be dead: start afresh.
+                await self._client.connection_pool.disconnect()
                 await self.redis.ping()
             except Exception:
                 continue
             log.warning("Redis is back: rate limits and budgets are shared again")
+            # What this process spent on its own meanwhile counts in the shared budgets.
+            spent = self.local.drain_spent()
+            if spent:
+                self._owe([], spent)
+            self._backlog_full = False
             self.redis_up = True
             self.metrics.limiter_up(True)
             await self.flush()  # what was owed while it was away

@@ -14,7 +14,7 @@ from fabrique.metering.buckets import Bucket, Budget, Verdict
 # One script settles what is owed (earlier requests' refunds and budget uses) and takes
 # what a new request needs, so that a request costs one round trip. KEYS: settled buckets,
 # settled budgets, taken buckets, taken budgets. ARGV: their four counts, then
-# (capacity, rate, refund) per settled bucket, (reserved, used) per settled budget,
+# (capacity, rate, refund) per settled bucket, (reserved, used, ttl) per settled budget,
 # (capacity, rate, cost) per taken bucket, (limit, amount, ttl) per taken budget.
 # Returns {0, level...} admitted; {1, wait, level...} a bucket is short;
 # {2, index, spent+reserved} taken budget `index` (1-based) does not fit.
@@ -39,10 +39,14 @@ for i = 1, sb do
   a, k = a + 3, k + 1
 end
 for j = 1, sg do
-  local r = redis.call('HINCRBY', KEYS[k], 'r', -tonumber(ARGV[a]))
-  if r < 0 then redis.call('HSET', KEYS[k], 'r', 0) end
-  redis.call('HINCRBY', KEYS[k], 's', tonumber(ARGV[a+1]))
-  a, k = a + 2, k + 1
+  local reserved, used = tonumber(ARGV[a]), tonumber(ARGV[a+1])
+  if reserved ~= 0 then  -- (-0 would reach Redis as "-0", not an integer)
+    local r = redis.call('HINCRBY', KEYS[k], 'r', 0 - reserved)
+    if r < 0 then redis.call('HSET', KEYS[k], 'r', 0) end
+  end
+  if used ~= 0 then redis.call('HINCRBY', KEYS[k], 's', used) end
+  if redis.call('TTL', KEYS[k]) < 0 then redis.call('EXPIRE', KEYS[k], tonumber(ARGV[a+2])) end
+  a, k = a + 3, k + 1
 end
 local ta, tk = a, k
 local levels, wait = {}, 0
@@ -210,7 +214,7 @@ class RedisStore:
         for b, refund in refunds:
             args += (b.capacity, b.rate, refund)
         for g, used in budgets:
-            args += (g.amount, used)
+            args += (g.amount, used, g.ttl_s)
         return keys, args
 
     async def spent(self, budget: Budget) -> tuple[int, int]:
