@@ -87,3 +87,19 @@ async def test_unknown_deployments_and_regions_fail_at_start(gateway_factory):
         await gateway_factory(metering={"deployments": {"sim/sim-chat": {"region": "XX"}}})
     _, gw = await gateway_factory(metering={"grid": {"FR": 50.0}})
     assert gw.metering.regions["sim/sim-chat"] == ("FR", 50.0)
+
+
+@pytest.mark.parametrize("answer", [
+    {"id": "x", "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+    {"id": "x", "usage": {}},
+    {"id": "x"},
+    {"id": "x", "choices": [{"message": {"content": '"usage":{ in a string'}}], "usage": {"a": 1}},
+    {},
+])
+def test_figures_are_spliced_into_usage_without_reparsing(answer):
+    from fabrique.api.openai import with_usage_fields
+
+    out = orjson.loads(with_usage_fields(orjson.dumps(answer), {"cost_eur": 0.5, "x": "y"}))
+    assert out["usage"] == {**(answer.get("usage") or {}), "cost_eur": 0.5, "x": "y"}
+    assert {k: v for k, v in out.items() if k != "usage"} == {
+        k: v for k, v in answer.items() if k != "usage"}
