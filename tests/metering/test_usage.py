@@ -96,3 +96,18 @@ async def test_refused_requests_are_recorded_with_nothing_billed(gateway_factory
     (row,) = await rows(gw, 1)
     assert (row["status"], row["outcome"], row["input_tokens"], row["output_tokens"],
             row["cost_eur"]) == (404, "model_not_found", 0, 0, 0.0)
+
+
+async def test_a_metering_bug_does_not_cost_the_answer(gateway_factory, monkeypatch, caplog):
+    client, gw = await gateway_factory(metering={"budgets": [
+        {"scope": "tenant", "period": "daily", "tokens": 10_000}]})
+
+    def broken(*_):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("fabrique.metering.measure", broken)
+    resp = await client.post("/v1/chat/completions", json=CHAT, headers=await auth(gw))
+    assert resp.status == 200 and (await resp.json())["choices"]
+    assert "metering failed" in caplog.text
+    (row,) = await rows(gw, 1)
+    assert row["estimated"] is True and row["input_tokens"] > 0  # charged its estimate

@@ -8,6 +8,7 @@ and traces, for one gateway. The pipeline calls it twice per request:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from fabrique.store import Database
 
 __all__ = ["Meter", "Metering"]
+log = logging.getLogger("fabrique.metering")
 
 
 class Metering:
@@ -108,17 +110,28 @@ class Metering:
     # -- stage 8: meter ------------------------------------------------------------------
 
     async def finish(self, ctx: RequestContext) -> None:
-        meter = measure(ctx)
-        dep = ctx.deployment
-        if dep is not None and ctx.attempts:
-            self._price(meter, dep, ctx)
+        """A bug here must not cost the client its answer: it is logged, and the request
+        still settles what it reserved (at its estimate, when it could not be measured)."""
+        try:
+            meter = measure(ctx)
+            dep = ctx.deployment
+            if dep is not None and ctx.attempts:
+                self._price(meter, dep, ctx)
+        except Exception:
+            log.exception("request %s: metering failed", ctx.request_id)
+            meter = Meter(estimated=True)
+            if ctx.reservation is not None:
+                meter.input_tokens = ctx.reservation.estimate_tokens
         ctx.meter = meter
-        if ctx.reservation is not None:
-            await self.control.settle(ctx.reservation, meter.total_tokens, meter.cost_eur)
-        self.metrics.observe(ctx, meter)
-        if self.tracing is not None:
-            self.tracing.span(ctx, meter)
-        self.usage.record(row(ctx, meter))
+        try:
+            if ctx.reservation is not None:
+                await self.control.settle(ctx.reservation, meter.total_tokens, meter.cost_eur)
+            self.metrics.observe(ctx, meter)
+            if self.tracing is not None:
+                self.tracing.span(ctx, meter)
+            self.usage.record(row(ctx, meter))
+        except Exception:
+            log.exception("request %s: recording its usage failed", ctx.request_id)
 
     def _price(self, meter: Meter, dep: Deployment, ctx: RequestContext) -> None:
         meter.cost_eur = self.prices.get(dep.name, FREE).cost(meter.input_tokens,
