@@ -736,7 +736,8 @@ def settings_reference() -> str:
             out.append(f"- `{key}`{default}: {field.description or ''}")
             inner = field.get_default(call_default_factory=True) if not field.is_required() else None
             for sub in nested:
-                walk(sub, f"{key}[]." if "list" in str(ann) else f"{key}.",
+                walk(sub, f"{key}[]." if "list" in str(ann) else
+                     f"{key}.<name>." if "dict" in str(ann) else f"{key}.",
                      inner if isinstance(inner, sub) else None)
 
     walk(Config, "")
