@@ -64,3 +64,24 @@ async def test_a_full_queue_drops_and_counts(db):
     assert log.metrics.usage_dropped._value.get() == 3
     await log.flush()
     assert log.metrics.usage_written._value.get() == 2
+
+
+async def test_a_database_outage_costs_rows_not_memory_or_requests():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/x")
+    log = UsageLog(down, Metrics(), queue=50, batch=10, flush_s=0.01)
+    try:
+        for _ in range(500):
+            log.record(row(_ctx("acme", None), Meter()))  # never waits, never raises
+        assert log.queue.qsize() == 50  # bounded
+        assert log.metrics.usage_dropped._value.get() == 450
+        await log.flush()  # the write fails twice, is counted and dropped; nothing raised
+        assert log.metrics.usage_errors._value.get() == 2
+        assert log.metrics.usage_dropped._value.get() == 500
+        assert log.queue.empty()
+    finally:
+        await down.close()
