@@ -1,14 +1,15 @@
-"""Admission control: which buckets and budgets a request meets, taking them, settling them.
+"""Admission control: taking what a request needs from its buckets and budgets, and
+settling it when the request ends.
 
 With ``metering.redis_url`` the buckets and budgets live in Redis and every replica shares
 them. When Redis does not answer within ``redis_timeout_s``, this process falls back to
-its own (``LocalStore``), raises ``fabrique_limiter_redis_up`` to 0, and checks Redis
-every ``redis_retry_s`` to go back to it. Settlements owed to Redis while it was away are
-kept (bounded) and paid when it returns, so reservations do not leak. Settlements are
-written behind the request path, many merged into one script call: a request costs one
-Redis round trip (its admission), not two.
+its own (``LocalStore``), sets ``fabrique_limiter_redis_up`` to 0, and checks Redis every
+``redis_retry_s`` to go back to it. What it owes Redis meanwhile (settlements, and what it
+spent on its own budgets) is kept, bounded, and paid when Redis returns, so reservations do
+not leak and shared budgets count the outage. Settlements are written behind the request,
+many merged into one script call, most riding along with the next admission: a request
+costs one Redis round trip, not two.
 """
-
 from __future__ import annotations
 
 import asyncio
