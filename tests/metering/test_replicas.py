@@ -38,13 +38,13 @@ def _port() -> int:
 
 
 class Replicas:
-    def __init__(self, tmp_path: Path, metering: dict) -> None:
+    def __init__(self, tmp_path: Path, metering: dict, profile: dict | None = None) -> None:
         self.db_url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
         self.config = tmp_path / "fabrique.yaml"
         self.config.write_text(yaml.safe_dump({
             "data_dir": str(tmp_path / "data"), "database": {"url": self.db_url},
             "server": {"admin_token": "test-admin-token", "access_log": False},
-            "providers": [{"name": "sim", "type": "simulated", "profile": FAST,
+            "providers": [{"name": "sim", "type": "simulated", "profile": {**FAST, **(profile or {})},
                            "jurisdiction": "FR"}],
             "models": [{"name": "chat", "deployments": [{"provider": "sim", "model": "sim-chat"}]}],
             # A generous Redis timeout: on a busy machine a slow answer would count as Redis
@@ -190,3 +190,26 @@ async def test_a_budget_shared_by_two_processes_is_not_overshot(tmp_path, key_pr
         assert await reader.spent(counter) == (used, 0)  # settled to the real usage
     finally:
         await reader.close()
+
+
+async def test_a_client_leaving_a_stream_is_billed_for_what_it_got(tmp_path):
+    """As served by ``fabrique serve`` (aiohttp's run_app, which does not cancel handlers):
+    the relay sees the closed connection, and the stream is metered as client_gone."""
+    replicas = Replicas(tmp_path, {}, profile={"decode_ms_per_token": 20.0})
+    try:
+        key = await replicas.start(1)
+        headers = {"Authorization": f"Bearer {key}"}
+        body = {**CHAT, "stream": True, "max_tokens": 300}
+        async with aiohttp.ClientSession() as session, session.post(
+                replicas.urls[0] + "/v1/chat/completions", headers=headers, json=body) as resp:
+            seen = 0
+            async for line in resp.content:
+                seen += line.startswith(b"data: {")
+                if seen == 5:
+                    break
+            resp.close()
+        (row,) = await replicas.usage_rows(1)
+    finally:
+        replicas.stop()
+    assert row["outcome"] in ("client_gone", "client_too_slow")
+    assert seen <= row["output_tokens"] < 300 and row["estimated"] is True
