@@ -4,8 +4,8 @@
 One run, on 127.0.0.1, against the same fast upstream as ``gateway_overhead.py`` (whose
 upstream, load generator and process machinery this reuses), three gateways side by side:
 
-- ``base``: the gateway before metering (the source at this branch's merge base with main,
-  exported with ``git archive``; or ``--base-src``);
+- ``base``: the gateway before metering (the source just before the commit that added
+  ``fabrique/metering``, exported with ``git archive``; or ``--base-src``);
 - ``default``: this tree with no ``metering`` settings: what every request pays anyway
   (usage measured, metrics, a usage row), no limits or budgets;
 - ``metering``: this tree, with a price and an energy profile on the deployment, RPM and
@@ -68,8 +68,14 @@ def metering_config(redis_prefix: str | None) -> dict[str, Any]:
 
 
 def export_base(workdir: Path) -> tuple[Path, str]:
-    """The package at the merge base of HEAD and main: the gateway without metering."""
-    base = subprocess.run(["git", "-C", str(REPO), "merge-base", "HEAD", "main"],
+    """The package just before metering landed (the parent of the commit that added
+    ``fabrique/metering``): the gateway without metering, on any branch, after merges too."""
+    added = subprocess.run(["git", "-C", str(REPO), "log", "--diff-filter=A", "--format=%H",
+                            "--", "src/fabrique/metering/__init__.py"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    if not added:
+        raise RuntimeError("no commit adds src/fabrique/metering: give --base-src")
+    base = subprocess.run(["git", "-C", str(REPO), "rev-parse", added[-1] + "^"],
                           capture_output=True, text=True, check=True).stdout.strip()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", base, "src"],
                              capture_output=True, check=True).stdout
@@ -232,8 +238,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short run (< 60 s)")
     parser.add_argument("--base-src", type=Path, default=None,
-                        help="src/ of the gateway to compare with (default: the merge base "
-                        "with main, exported with git archive)")
+                        help="src/ of the gateway to compare with (default: the commit before "
+                        "metering landed, exported with git archive)")
     parser.add_argument("--out", type=Path, default=RESULTS_FILE, help="where to write the JSON")
     args = parser.parse_args()
     try:
