@@ -341,6 +341,60 @@ def scan(
         sys.stdout.write(orjson.dumps(entity.as_dict()).decode() + "\n")
 
 
+@app.command()
+def usage(
+    by: Annotated[str, typer.Option(help="Group by tenant, key, agent, deployment or model.")
+                  ] = "tenant",
+    since: Annotated[str, typer.Option(help="A span (7d, 24h, 30m, 2w) or an ISO date.")] = "7d",
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's requests.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    csv: Annotated[bool, typer.Option("--csv", help="CSV with a header line.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Requests, tokens, euros, watt-hours and gCO2e, from the usage the gateway recorded.
+
+    Example: `fabrique usage --by deployment --since 24h`
+    """
+    from fabrique.metering.report import COLUMNS, report
+    from fabrique.metering.report import since as parse_since
+    from fabrique.store import Database
+
+    async def main() -> list[dict[str, Any]]:
+        start = parse_since(since)
+        db = await Database(_config(config).database_url()).open()
+        try:
+            return await report(db, by, start, tenant)
+        finally:
+            await db.close()
+
+    try:
+        rows = _run(main())
+    except FabriqueError as error:
+        raise _fail(error) from None
+    columns = [by, *COLUMNS]
+    if json:
+        import orjson
+        for row in rows:
+            typer.echo(orjson.dumps(row).decode())
+    elif csv:
+        import csv as csv_module
+        writer = csv_module.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        shown = {by: by, "requests": "requests", "refused": "refused", "input_tokens": "in",
+                 "output_tokens": "out", "cost_eur": "EUR", "energy_wh": "Wh",
+                 "co2e_g": "gCO2e", "avg_latency_ms": "avg ms"}  # --json/--csv have them all
+        table = Table(*shown.values(), title=f"Usage by {by} since {since}")
+        for row in rows:
+            table.add_row(*("(none)" if row[c] is None and c == by else "" if row[c] is None
+                            else f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+                            for c in shown))
+        Console().print(table)
+
+
 @config_app.command("check")
 def config_check(path: Annotated[Path, typer.Argument(help="The YAML file.")]) -> None:
     """Validate a config file; print what it declares.

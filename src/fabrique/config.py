@@ -418,9 +418,6 @@ class LedgerConfig(_Model):
     subject_header: str = Field(
         "x-fabrique-subject-id", description="Request header naming the data subject of "
         "encrypted payloads; without it, the subject is the tenant.")
-    agent_header: str = Field(
-        "x-fabrique-agent-id", description="Request header naming the calling agent, recorded "
-        "as agent_id.")
     tenants: dict[str, LedgerTenant] = Field(
         default_factory=dict, description="Audit policy per tenant name.")
     sync: Literal["full", "normal"] = Field(
@@ -447,6 +444,156 @@ class LedgerConfig(_Model):
         if own is None:
             return self.payloads, self.on_failure
         return own.payloads or self.payloads, own.on_failure or self.on_failure
+# -- Metering and control (issue 6): prices, energy, budgets, rate limits, telemetry --------
+
+Scope = Literal["tenant", "key", "agent", "model"]
+
+
+class PriceConfig(_Model):
+    """What a deployment costs: a list price, or a self-hosted GPU-hour cost and throughput."""
+
+    input_eur_per_1m: float | None = Field(
+        None, ge=0, description="Euros per million input (prompt) tokens.")
+    output_eur_per_1m: float | None = Field(
+        None, ge=0, description="Euros per million output (completion) tokens.")
+    gpu_hour_eur: float | None = Field(
+        None, ge=0, description="Self-hosted: euros per GPU-hour (amortized hardware, power, "
+        "hosting); with gpus and the throughputs below, gives the per-token prices left unset.")
+    gpus: float = Field(1.0, gt=0, description="Self-hosted: GPUs the deployment occupies.")
+    input_tokens_per_s: float | None = Field(
+        None, gt=0, description="Self-hosted: measured prefill throughput of the deployment, "
+        "all concurrent requests together, in tokens per second.")
+    output_tokens_per_s: float | None = Field(
+        None, gt=0, description="Self-hosted: measured decode throughput, all concurrent "
+        "requests together, in tokens per second.")
+
+    @model_validator(mode="after")
+    def _check_derivable(self) -> PriceConfig:
+        if self.gpu_hour_eur is not None:
+            for side in ("input", "output"):
+                if (getattr(self, f"{side}_eur_per_1m") is None
+                        and getattr(self, f"{side}_tokens_per_s") is None):
+                    raise ValueError(f"gpu_hour_eur needs {side}_tokens_per_s (or give "
+                                     f"{side}_eur_per_1m)")
+        return self
+
+
+class EnergyConfig(_Model):
+    """Where a deployment's energy figures come from; the source is named in every figure."""
+
+    source: Literal["measured", "model", "ecologits"] = Field(
+        "ecologits", description="measured: accelerator power × busy time, fed by the "
+        "operator (watts below); model: Wh per 1k tokens from a hardware model (the planner's, "
+        "or your own); ecologits: the EcoLogits method from the model's parameter counts.")
+    watts: float | None = Field(
+        None, gt=0, description="measured: average power of the deployment's accelerators "
+        "and host while busy, in watts.")
+    concurrency: float = Field(
+        1.0, gt=0, description="measured: mean requests served at once, sharing that power.")
+    input_wh_per_1k: float | None = Field(
+        None, ge=0, description="model: Wh per 1,000 input tokens (prefill).")
+    output_wh_per_1k: float | None = Field(
+        None, ge=0, description="model: Wh per 1,000 output tokens (decode).")
+    active_params_b: float | None = Field(
+        None, gt=0, description="ecologits: active parameters, in billions (MoE: those used "
+        "per token).")
+    total_params_b: float | None = Field(
+        None, gt=0, description="ecologits: total parameters, in billions; default: active.")
+    prefill_ratio: float = Field(
+        0.1, ge=0, description="ecologits counts decode only: an input token is charged this "
+        "share of an output token's energy (an assumption; prefill is batched and compute-bound).")
+    pue: float = Field(1.2, ge=1, description="Power usage effectiveness of the data centre "
+                       "(measured and ecologits; a model profile says its own).")
+    embodied_g_per_1k_output: float | None = Field(
+        None, ge=0, description="Embodied (manufacturing) gCO2e per 1,000 output tokens, when "
+        "known; kept apart from operational carbon. ecologits computes it.")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> EnergyConfig:
+        needs = {"measured": ("watts",), "model": ("input_wh_per_1k", "output_wh_per_1k"),
+                 "ecologits": ("active_params_b",)}[self.source]
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"energy source {self.source!r} needs {', '.join(missing)}")
+        return self
+
+
+class DeploymentMetering(_Model):
+    price: PriceConfig = Field(default_factory=PriceConfig, description="Prices; none: free.")
+    energy: EnergyConfig | None = Field(None, description="Energy profile; none: no energy figures.")
+    region: str | None = Field(
+        None, description="Grid region for carbon (a key of the grid table: FR, DE, US-CAMX …); "
+        "default: the deployment's jurisdiction.")
+
+
+class LimitConfig(_Model):
+    """A rate limit, as token buckets refilled continuously (a minute's worth at most)."""
+
+    scope: Scope = Field(description="What is counted: each tenant, key, agent or model.")
+    name: str = Field("*", description="Which one (a tenant name, key id, agent id or model), "
+                      "or * for each of them separately.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute (input + output; a "
+                            "request is charged its estimate, then its real usage).")
+
+
+class BudgetConfig(_Model):
+    """A spending cap over a calendar day or month (UTC)."""
+
+    scope: Literal["tenant", "key", "agent"] = Field(description="Whose spending is capped.")
+    name: str = Field("*", description="Which one, or * for each separately.")
+    period: Literal["daily", "monthly"] = Field("monthly", description="When it resets (UTC).")
+    eur: float | None = Field(None, gt=0, description="Cap in euros.")
+    tokens: int | None = Field(None, ge=1, description="Cap in tokens (input + output).")
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> BudgetConfig:
+        if (self.eur is None) == (self.tokens is None):
+            raise ValueError("give a budget either eur or tokens")
+        return self
+
+
+class TelemetryConfig(_Model):
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint (e.g. http://127.0.0.1:4318/v1/traces); "
+        "unset: no traces are made.", pattern=r"^https?://")
+    service_name: str = Field("fabrique", description="service.name of the spans.")
+    metrics: bool = Field(True, description="Serve Prometheus metrics on GET /metrics.")
+    metrics_admin_only: bool = Field(
+        False, description="Require the admin token on /metrics (its labels name tenants).")
+
+
+class MeteringConfig(_Model):
+    deployments: dict[str, DeploymentMetering] = Field(
+        default_factory=dict, description="Prices, energy and grid region per deployment name "
+        "(as in x-fabrique-deployment, e.g. sim-a/sim-chat-small).")
+    grid: dict[str, float] = Field(
+        default_factory=dict, description="gCO2e per kWh by region, over the built-in table "
+        "(fabrique/metering/data/grid_intensity.json, with sources).")
+    limits: list[LimitConfig] = Field(default_factory=list, description="Rate limits.")
+    budgets: list[BudgetConfig] = Field(default_factory=list, description="Budgets.")
+    default_max_tokens: int = Field(
+        1024, ge=1, description="Output tokens reserved for a request that gives no max_tokens.")
+    agent_header: str = Field(
+        "x-fabrique-agent-id", description="Request header naming the calling agent: for its "
+        "limits, budgets and usage reports, and recorded as agent_id in the audit ledger.")
+    redis_url: OptionalSecret = Field(
+        None, description="Redis URL (redis://host:6379/0): limits and budgets shared by every "
+        "replica; unset: in this process only. Write ${ENV} if it holds a password.")
+    redis_prefix: str = Field("fabrique", description="Prefix of every Redis key.")
+    redis_timeout_s: float = Field(
+        0.25, gt=0, description="A Redis call slower than this counts as Redis down: limits "
+        "fall back to this process until it answers again.")
+    redis_retry_s: float = Field(1.0, gt=0, description="Seconds between reconnection attempts.")
+    usage_queue: int = Field(
+        10_000, ge=1, description="Usage records waiting to be written; more are dropped and "
+        "counted (fabrique_usage_dropped_total).")
+    usage_batch: int = Field(
+        32, ge=1, description="Most usage records written in one statement (its parameters are "
+        "prepared on the event loop: a smaller batch is a shorter pause for requests).")
+    usage_flush_s: float = Field(0.5, gt=0, description="Seconds between usage writes.")
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig,
+                                       description="Prometheus metrics and OpenTelemetry traces.")
 
 
 class Config(_Model):
@@ -461,6 +608,8 @@ class Config(_Model):
     sovereignty: SovereigntyConfig = Field(
         default_factory=SovereigntyConfig, description="Personal-data detection and residency policies.")
     ledger: LedgerConfig = Field(default_factory=LedgerConfig, description="The audit ledger.")
+    metering: MeteringConfig = Field(
+        default_factory=MeteringConfig, description="Usage, prices, energy, budgets and rate limits.")
 
     @model_validator(mode="after")
     def _check_references(self, info: ValidationInfo) -> Config:
@@ -690,7 +839,8 @@ def settings_reference() -> str:
             out.append(f"- `{key}`{default}: {field.description or ''}")
             inner = field.get_default(call_default_factory=True) if not field.is_required() else None
             for sub in nested:
-                walk(sub, f"{key}[]." if "list" in str(ann) else f"{key}.",
+                walk(sub, f"{key}[]." if "list" in str(ann) else
+                     f"{key}.<name>." if "dict" in str(ann) else f"{key}.",
                      inner if isinstance(inner, sub) else None)
 
     walk(Config, "")

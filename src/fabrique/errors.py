@@ -13,6 +13,7 @@
     ├── NotFound                       404 not_found
     │   └── ModelNotFound              404 model_not_found
     ├── RateLimited                    429 rate_limit_exceeded
+    │   └── BudgetExceeded             429 budget_exceeded
     ├── UpstreamError                  502 upstream_error
     │   ├── UpstreamRejected           4xx relayed, with a clean message
     │   ├── UpstreamUnavailable        503 upstream_unavailable
@@ -136,6 +137,13 @@ class RateLimited(FabriqueError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    """The worst case of the request does not fit in a tenant's, key's or agent's budget."""
+
+    type = "insufficient_quota"
+    code = "budget_exceeded"
 
 
 class UpstreamError(FabriqueError):

@@ -9,6 +9,7 @@ from fabrique.admin_token import AdminToken
 from fabrique.config import Config
 from fabrique.keys import KeyStore
 from fabrique.ledger.service import Ledger
+from fabrique.metering import Metering
 from fabrique.policy.sovereignty import Sovereignty
 from fabrique.routing import RoutingTable
 from fabrique.store import Database
@@ -27,6 +28,7 @@ class Gateway:
         self.sovereignty = Sovereignty(config.sovereignty)
         self.admin_token = AdminToken.load(config)
         self.ledger = Ledger(config, self.db)
+        self.metering = Metering(config, self.db, self.table)
         self.started_at = 0  # epoch seconds, set when the app is built
         self._model_check: asyncio.Task[list[str]] | None = None
         # Open streams, by their relay's deadline: a shutdown ends them all at once.
@@ -43,6 +45,7 @@ class Gateway:
         if self.config.ledger.enabled:
             await self.ledger.start()
         await self.table.start()
+        await self.metering.start()
         # In the background: a slow or absent upstream must not delay the start.
         self._model_check = asyncio.create_task(self.check_upstream_models())
 
@@ -82,6 +85,7 @@ class Gateway:
     async def close(self) -> None:
         if self._model_check is not None:
             self._model_check.cancel()
+        await self.metering.close()
         await self.table.close()
         await self.ledger.close()  # commits what is queued, before the database goes
         await self.db.close()

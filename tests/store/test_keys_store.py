@@ -34,7 +34,7 @@ async def _drop_all(url: str) -> None:
     engine = Database(url).engine
     try:
         async with engine.begin() as conn:
-            for table in ("api_keys", "tenants", "alembic_version", *LEDGER_TABLES):
+            for table in ("usage", "api_keys", "tenants", "alembic_version", *LEDGER_TABLES):
                 await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
     finally:
         await engine.dispose()

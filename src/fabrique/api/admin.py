@@ -139,6 +139,42 @@ async def list_tenants(request: web.Request) -> web.StreamResponse:
     return _json({"object": "list", "data": await request.app[GATEWAY].keys.list_tenants()})
 
 
+@admin
+async def usage_report(request: web.Request) -> web.StreamResponse:
+    """GET /admin/usage?by=tenant|key|agent|deployment|model&since=7d[&tenant=NAME]"""
+    from fabrique.metering.report import report, since
+
+    gateway = request.app[GATEWAY]
+    await gateway.metering.usage.flush()  # what this process has queued counts too
+    query = request.query
+    by = query.get("by", "tenant")
+    rows = await report(gateway.db, by, since(query.get("since", "7d")), query.get("tenant"))
+    return _json({"object": "list", "by": by, "data": rows})
+
+
+@admin
+async def budgets(request: web.Request) -> web.StreamResponse:
+    """GET /admin/budgets?tenant=T[&key=K][&agent=A]: the budgets that apply to them now, with
+    what is spent and reserved (in this process's counters, or Redis's when shared)."""
+    from fabrique.metering.plan import MICRO, Who
+
+    query = request.query
+    if "tenant" not in query:
+        raise InvalidField("tenant: required", param="tenant")
+    control = request.app[GATEWAY].metering.control
+    _, found = control.planner.plan(Who(query["tenant"], query.get("key", ""),
+                                        query.get("agent"), ""), 0, 0.0)
+    data = []
+    for budget in found:
+        spent, reserved = await control.spent(budget)
+        scale = MICRO if budget.unit == "eur" else 1
+        _, scope, ident, period, when = budget.key.split(":", 4)
+        data.append({"scope": scope, "name": ident, "period": period, "current": when,
+                     "unit": budget.unit, "limit": budget.limit / scale,
+                     "spent": spent / scale, "reserved": reserved / scale})
+    return _json({"object": "list", "data": data})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/keys", create_key)
     app.router.add_get("/admin/keys", list_keys)
@@ -148,3 +184,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/admin/tenants/{name}/policy", set_tenant_policy)
     app.router.add_get("/admin/policies", list_policies)
     audit.add_routes(app)
+    app.router.add_get("/admin/usage", usage_report)
+    app.router.add_get("/admin/budgets", budgets)

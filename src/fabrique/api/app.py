@@ -10,7 +10,8 @@ from aiohttp import web
 from fabrique.api import admin
 from fabrique.api.errors import error_response
 from fabrique.api.openai import GATEWAY, completion_handler, list_models, new_request_id
-from fabrique.errors import MethodNotAllowed, NotFound
+from fabrique.api.usage import own_usage
+from fabrique.errors import FabriqueError, MethodNotAllowed, NotFound
 from fabrique.gateway import Gateway
 
 
@@ -24,8 +25,11 @@ def build_app(gateway: Gateway) -> web.Application:
         app.router.add_post(f"/v1/{endpoint}", completion_handler(endpoint))
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", list_models)
+    app.router.add_get("/v1/fabrique/usage", own_usage)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if gateway.config.metering.telemetry.metrics:
+        app.router.add_get("/metrics", metrics)
     admin.add_routes(app)
     app.router.add_route("*", r"/{tail:[\s\S]*}", not_found)  # "." would miss a decoded %0A
 
@@ -52,6 +56,20 @@ async def readyz(request: web.Request) -> web.Response:
             "deployments": deployments}
     return web.Response(status=200 if ready else 503, body=orjson.dumps(body),
                         content_type="application/json")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics (``fabrique.metering.metrics``); the admin token when configured."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    gateway = request.app[GATEWAY]
+    if gateway.config.metering.telemetry.metrics_admin_only:
+        try:
+            gateway.admin_token.check(request.headers.get("Authorization"))
+        except FabriqueError as error:
+            return error_response(error)
+    return web.Response(body=generate_latest(gateway.metering.metrics.registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def not_found(request: web.Request) -> web.Response:

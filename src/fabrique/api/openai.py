@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -12,7 +14,14 @@ from aiohttp import web
 
 from fabrique import pipeline
 from fabrique.api.errors import error_response
-from fabrique.errors import BodyTooLarge, FabriqueError, InvalidJSON, ModelNotFound, RequestError
+from fabrique.errors import (
+    BodyTooLarge,
+    FabriqueError,
+    InvalidField,
+    InvalidJSON,
+    ModelNotFound,
+    RequestError,
+)
 from fabrique.gateway import Gateway
 from fabrique.pipeline.context import RequestContext
 from fabrique.pipeline.relay import ClientGone, relay_stream
@@ -22,6 +31,7 @@ access = logging.getLogger("fabrique.access")
 GATEWAY = web.AppKey("gateway", Gateway)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_DEPTH = 255  # orjson.dumps fails at this depth
+_CANCEL_GRACE_S = 5.0
 
 
 def new_request_id() -> str:
@@ -41,9 +51,13 @@ def completion_handler(endpoint: str) -> Handler:
             ctx = RequestContext(gateway, request_id, endpoint, body, principal, received,
                                  declared_class=request.headers.get("x-fabrique-data-class"),
                                  session=request.headers.get("x-fabrique-session-id"),
-                                 agent=request.headers.get(gateway.config.ledger.agent_header),
+                                 agent=agent_of(request, gateway),
                                  subject=request.headers.get(gateway.config.ledger.subject_header))
             await pipeline.run(ctx)
+        except asyncio.CancelledError:  # the client left (or shutdown) before the answer
+            if ctx is not None:
+                await _finish_cancelled(ctx, 499)
+            raise
         except FabriqueError as error:
             return await _refuse(gateway, ctx, error, headers, received, endpoint)
         except Exception:
@@ -61,6 +75,8 @@ def completion_handler(endpoint: str) -> Handler:
         overhead_ms = (time.perf_counter() - received - ctx.upstream_s) * 1000
         headers["Server-Timing"] = (f"fabrique;dur={overhead_ms:.2f}, "
                                     f"upstream;dur={ctx.upstream_s * 1000:.2f}")
+        if ctx.reservation is not None:
+            headers.update(ctx.reservation.headers)
         if not ctx.stream:
             try:  # metered and recorded before the body is sent
                 await pipeline.finish(ctx, 200, "ok")
@@ -68,16 +84,31 @@ def completion_handler(endpoint: str) -> Handler:
                 access_log(gateway, request_id, endpoint, ctx, received, error.status, error.code)
                 return error_response(error, headers)
             access_log(gateway, request_id, endpoint, ctx, received, 200, None)
-            return web.Response(body=ctx.upstream.body, content_type="application/json",
-                                headers=headers)
+            answer = ctx.upstream.body or b""
+            if ctx.meter is not None:
+                headers.update(ctx.meter.headers())
+                answer = with_usage_fields(answer, ctx.meter.usage_fields())
+            return web.Response(body=answer, content_type="application/json", headers=headers)
         response = web.StreamResponse(headers={**headers, **_SSE_HEADERS})
-        outcome = await relay_stream(ctx, *_stream_writers(request, response))
+        try:
+            outcome = await relay_stream(ctx, *_stream_writers(request, response))
+        except asyncio.CancelledError:
+            await _finish_cancelled(ctx, 200)
+            raise
         if outcome != "done":
             await pipeline.finish_quietly(ctx, 200, outcome)
         access_log(gateway, request_id, endpoint, ctx, received, 200, outcome)
         return response
 
     return handle
+
+
+async def _finish_cancelled(ctx: RequestContext, status: int) -> None:
+    """A cancelled request is finished too, billed for what it generated and its budget
+    reservation released: the finishers get one uninterrupted chance, bounded in time."""
+    task = asyncio.ensure_future(pipeline.finish_quietly(ctx, status, "cancelled"))
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), _CANCEL_GRACE_S)
 
 
 async def _refuse(gateway: Gateway, ctx: RequestContext | None, error: FabriqueError,
@@ -89,9 +120,38 @@ async def _refuse(gateway: Gateway, ctx: RequestContext | None, error: FabriqueE
             headers["x-fabrique-attempts"] = str(ctx.upstream_calls())
         if ctx.data_class:
             headers["x-fabrique-data-class"] = ctx.data_class
+        if ctx.reservation is not None:
+            headers.update(ctx.reservation.headers)
         await pipeline.finish_quietly(ctx, error.status, str(error.code))
     access_log(gateway, request_id, endpoint, ctx, received, error.status, error.code)
     return error_response(error, headers)
+
+
+def agent_of(request: web.Request, gateway: Gateway) -> str | None:
+    """The calling agent (``metering.agent_header``), for limits, budgets and reports."""
+    agent = request.headers.get(gateway.config.metering.agent_header)
+    if agent is None:
+        return None
+    agent = agent.strip()
+    if not agent or len(agent) > 128 or not agent.isprintable():
+        raise InvalidField(f"The {gateway.config.metering.agent_header} header must be 1 to "
+                           "128 printable characters.", param=gateway.config.metering.agent_header)
+    return agent
+
+
+def with_usage_fields(body: bytes, fields: dict[str, object]) -> bytes:
+    """The answer with Fabrique's figures in its ``usage`` object, without parsing it again:
+    orjson writes no spaces, and a key's quotes are escaped inside strings, so the bytes
+    ``"usage":{`` only occur as the key itself (the last one: usage ends OpenAI answers)."""
+    extra = orjson.dumps(fields)[1:-1]
+    at = body.rfind(b'"usage":{')
+    if at >= 0:
+        at += len(b'"usage":{')
+        return body[:at] + extra + (b"," if body[at:at + 1] != b"}" else b"") + body[at:]
+    end = body.rfind(b"}")
+    if end < 0:
+        return body
+    return body[:end] + (b"," if body[end - 1:end] != b"{" else b"") + b'"usage":{' + extra + b"}}"
 
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",

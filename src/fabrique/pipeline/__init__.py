@@ -1,6 +1,7 @@
 """The request path, in order. Each stage is ``async def stage(ctx: RequestContext) -> None``.
 
     1 validate   the body has what the endpoint needs; the model exists      → 400, 404
+      admit      rate limits, budget reservation (fabrique.metering)          → 429
     2 classify   find personal data in every text; the request's data class  → 400 (bad header)
     3 decide     keep the deployments the tenant's residency policy allows   → 403 residency_policy
     4 protect    pseudonymize for deployments allowed only that way
@@ -11,12 +12,12 @@
     8 meter      (pipeline.finishers) once per request, whatever its outcome, before the answer
     9 record      is acknowledged complete: before a body is sent, before a stream's [DONE]
 
-Admission (rate limits, budgets) slots in before classify; metering and the audit record
-are ``FINISHERS`` in ``pipeline.finishers``.
+Metering and the audit record are ``FINISHERS`` in ``pipeline.finishers``.
 """
 
 from __future__ import annotations
 
+from fabrique.pipeline.admit import admit
 from fabrique.pipeline.capture import capture
 from fabrique.pipeline.classify import classify
 from fabrique.pipeline.context import Decision, RequestContext, Stage
@@ -26,7 +27,7 @@ from fabrique.pipeline.protect import protect
 from fabrique.pipeline.route import route
 from fabrique.pipeline.validate import validate
 
-STAGES: tuple[Stage, ...] = (validate, classify, decide, protect, route, capture)
+STAGES: tuple[Stage, ...] = (validate, admit, classify, decide, protect, route, capture)
 
 
 async def run(ctx: RequestContext) -> None:

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from fabrique.config import PolicyConfig
     from fabrique.gateway import Gateway
     from fabrique.keys import Principal
+    from fabrique.metering import Meter
+    from fabrique.metering.control import Reservation
     from fabrique.policy.recognizers import Entity
     from fabrique.policy.residency import Mode
     from fabrique.policy.vault import Vault
@@ -62,7 +64,7 @@ class RequestContext:
     # Sovereignty: set by classify, decide and protect.
     declared_class: str | None = None  # x-fabrique-data-class sent by the client
     session: str | None = None  # x-fabrique-session-id: placeholders stay the same across it
-    agent: str | None = None  # ledger.agent_header (x-fabrique-agent-id): recorded as agent_id
+    agent: str | None = None  # metering.agent_header (x-fabrique-agent-id); the ledger's agent_id
     subject: str | None = None  # ledger.subject_header: whose key encrypts the payload
     policy: PolicyConfig | None = None
     data_class: str = ""
@@ -74,13 +76,18 @@ class RequestContext:
     protected_body: dict[str, Any] | None = None  # the body with placeholders
     vault: Vault | None = None
     pseudonymized: bool = False  # the answering deployment got the protected body
-    # Set by metering's finisher (before the ledger's): a dict, or an object with
-    # as_record() -> dict; the audit record carries it (floats as decimal strings).
-    meter: Any = None
     # Set by pipeline.finish: the HTTP status and how the request ended ("ok" for a plain
     # answer, "done" for a whole stream, else an error code or "client_gone" …).
     status: int = 0
     outcome: str = ""
+    # Metering: what admission reserved, the stream's content chunks (relay; the output
+    # estimate when upstream gives no usage), the usage chunk held back to add Fabrique's
+    # figures, and the result: tokens, times, €, Wh, gCO2e (the meter finisher, before the
+    # ledger's record, which carries ``meter.as_record()``).
+    reservation: Reservation | None = None
+    chunks: int = 0
+    usage_chunk: dict[str, Any] | None = None
+    meter: Meter | None = None
 
     def upstream_calls(self) -> int:
         return sum(not a.outcome.startswith("skipped") for a in self.attempts)

@@ -1,6 +1,6 @@
 """The stages that close every request, once, whatever its outcome: served, refused or failed.
 
-    8 meter    usage, cost, energy; settle the budget reservation      (as metering lands)
+    8 meter    usage, cost, energy; settle the budget reservation      (pipeline.meter)
     9 record   one audit-ledger record                                 (as the ledger lands)
 
 ``finish`` runs them when the outcome is known and *before* the answer is acknowledged as
@@ -18,11 +18,13 @@ import logging
 
 from fabrique.errors import FabriqueError
 from fabrique.pipeline.context import RequestContext, Stage
+from fabrique.pipeline.meter import meter
 from fabrique.pipeline.record import record
 
 log = logging.getLogger("fabrique.pipeline")
 
-FINISHERS: tuple[Stage, ...] = (record,)
+# meter first: the audit record takes its figures (ctx.meter).
+FINISHERS: tuple[Stage, ...] = (meter, record)
 
 
 async def finish(ctx: RequestContext, status: int, outcome: str) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -76,6 +77,9 @@ async def relay_stream(ctx: RequestContext, start: Callable[[], Awaitable[None]]
                     except FabriqueError as exc:
                         outcome = await _write_error(write, batch, exc)
                         break
+                    if ctx.usage_chunk is not None:
+                        _add_figures(ctx, ctx.usage_chunk)
+                        batch += (b"data: ", orjson.dumps(ctx.usage_chunk), b"\n\n")
                     batch.append(DONE)
                     await write(b"".join(batch))
                     batch.clear()
@@ -167,6 +171,12 @@ async def _write_error(write: Write, pending: list[bytes], error: FabriqueError)
     return str(error.code)
 
 
+def _add_figures(ctx: RequestContext, chunk: dict[str, Any]) -> None:
+    usage = chunk.get("usage")
+    if ctx.meter is not None and isinstance(usage, dict):
+        usage.update(ctx.meter.usage_fields())
+
+
 def _rewrite(ctx: RequestContext, event: SSEEvent, restore: StreamRestore | None) -> bytes | None:
     """The chunk to send the client (model name set to the public one, original values
     restored), or None to drop it."""
@@ -181,13 +191,19 @@ def _rewrite(ctx: RequestContext, event: SSEEvent, restore: StreamRestore | None
     if "error" in chunk:
         raise UpstreamError(upstream_message(event.data) or "The upstream stream failed.")
     usage = chunk.get("usage")
+    choices = chunk.get("choices")
+    if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason") is None:
+        ctx.chunks += 1  # the output estimate of a stream that ends without usage
     if usage:
         ctx.usage = usage
     if ctx.usage_injected and "usage" in chunk:
-        if not chunk.get("choices"):
+        if not choices:
             return None  # the usage-only chunk this client did not ask for
         del chunk["usage"]
     chunk["model"] = ctx.model
+    if usage and not choices:
+        ctx.usage_chunk = chunk  # sent after metering, with Fabrique's figures added
+        return None
     if restore is not None:
         restore.chunk(chunk)
     return orjson.dumps(chunk)

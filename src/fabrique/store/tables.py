@@ -91,3 +91,33 @@ ledger_subject_keys = sa.Table(
     sa.Column("wrapped", sa.LargeBinary, nullable=False),
     sa.Column("created_ms", sa.BigInteger, nullable=False),
 )
+
+# One row per request that reached the pipeline (metering, issue 6); written in batches
+# behind the request path. Names, not foreign keys: usage outlives revoked keys.
+usage = sa.Table(
+    "usage", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(40), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("tenant", sa.String(128), nullable=False, index=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("agent", sa.String(128), nullable=True),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("deployment", sa.String(256), nullable=True),
+    sa.Column("endpoint", sa.String(32), nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(64), nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("estimated", sa.Boolean, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("ttft_ms", sa.Float, nullable=True),
+    sa.Column("tpot_ms", sa.Float, nullable=True),
+    sa.Column("queue_ms", sa.Float, nullable=True),
+    sa.Column("cost_eur", sa.Float, nullable=False),
+    sa.Column("energy_wh", sa.Float, nullable=False),
+    sa.Column("co2e_g", sa.Float, nullable=False),
+    sa.Column("embodied_g", sa.Float, nullable=False),
+    sa.Column("energy_source", sa.String(16), nullable=False),
+)

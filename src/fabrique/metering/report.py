@@ -1,0 +1,73 @@
+"""Usage reports: the usage rows summed by tenant, key, agent, deployment or model.
+
+Only the admin sees every tenant (``fabrique usage``, ``GET /admin/usage``); a report can
+be narrowed to one tenant.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from fabrique.errors import InvalidField
+from fabrique.store import Database
+from fabrique.store.tables import usage
+
+BY = {"tenant": usage.c.tenant, "key": usage.c.key_id, "agent": usage.c.agent,
+      "deployment": usage.c.deployment, "model": usage.c.model}
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])")
+_UNIT = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+COLUMNS = ["requests", "refused", "input_tokens", "output_tokens", "estimated", "cost_eur",
+           "energy_wh", "co2e_g", "embodied_g", "avg_latency_ms", "avg_ttft_ms"]
+
+
+def since(text: str, now: datetime | None = None) -> datetime:
+    """``7d``, ``24h``, ``30m``, ``2w`` ago, or an ISO date or time (UTC unless it says)."""
+    now = now or datetime.now(UTC)
+    match = _SPAN.fullmatch(text.strip())
+    if match:
+        return now - timedelta(**{_UNIT[match.group(2)]: float(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidField(f"since: {text!r} is neither a span (7d, 24h, 30m, 2w) nor an ISO "
+                           "date (2026-12-01)", param="since") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def report(db: Database, by: str, start: datetime,
+                 tenant: str | None = None) -> list[dict[str, Any]]:
+    """One row per value of ``by`` since ``start``, the most expensive first."""
+    column = BY.get(by)
+    if column is None:
+        raise InvalidField(f"by: one of {', '.join(BY)}", param="by")
+    c = usage.c
+    query = (sa.select(
+        column.label(by), sa.func.count().label("requests"),
+        sa.func.sum(sa.case((c.status >= 400, 1), else_=0)).label("refused"),
+        sa.func.sum(c.input_tokens).label("input_tokens"),
+        sa.func.sum(c.output_tokens).label("output_tokens"),
+        sa.func.sum(sa.case((c.estimated, 1), else_=0)).label("estimated"),
+        sa.func.sum(c.cost_eur).label("cost_eur"), sa.func.sum(c.energy_wh).label("energy_wh"),
+        sa.func.sum(c.co2e_g).label("co2e_g"), sa.func.sum(c.embodied_g).label("embodied_g"),
+        sa.func.avg(c.latency_ms).label("avg_latency_ms"),
+        sa.func.avg(c.ttft_ms).label("avg_ttft_ms"))
+        .where(c.at >= start).group_by(column).order_by(sa.func.sum(c.cost_eur).desc(), column))
+    if tenant is not None:
+        query = query.where(c.tenant == tenant)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [_clean(dict(r._mapping)) for r in rows]
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    for name in ("requests", "refused", "input_tokens", "output_tokens", "estimated"):
+        row[name] = int(row[name] or 0)
+    for name in ("cost_eur", "energy_wh", "co2e_g", "embodied_g"):
+        row[name] = round(float(row[name] or 0.0), 9)
+    for name in ("avg_latency_ms", "avg_ttft_ms"):
+        row[name] = None if row[name] is None else round(float(row[name]), 3)
+    return row
