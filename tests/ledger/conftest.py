@@ -15,16 +15,17 @@ from ..conftest import LEDGER_TABLES, PG_URL, make_config
 
 
 async def drop_ledger(url: str) -> None:
-    """Remove the ledger's tables only (as migration 0003's downgrade would), so the next
-    open migrates them afresh; other tables are left alone."""
+    """Remove the ledger's tables and those of later migrations (usage, 0004), as
+    downgrading to 0002 would, so the next open migrates them afresh; keys and tenants are
+    left alone."""
     engine = Database(url).engine
     try:
         async with engine.begin() as conn:
-            for table in LEDGER_TABLES:
+            for table in (*LEDGER_TABLES, "usage"):
                 await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
             if await conn.run_sync(lambda c: sa.inspect(c).has_table("alembic_version")):
                 await conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002' "
-                                           "WHERE version_num = '0003'"))
+                                           "WHERE version_num IN ('0003', '0004')"))
     finally:
         await engine.dispose()
 

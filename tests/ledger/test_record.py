@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from decimal import Decimal
 
 import orjson
 import pytest
@@ -172,27 +171,22 @@ async def test_an_unreachable_postgresql_fails_closed_then_recovers(gateway_fact
         await drop_ledger(PG_URL)
 
 
-async def test_metering_figures_go_into_the_record(gateway_factory, monkeypatch):
-    """How metering plugs in: a finisher before ``record`` sets ``ctx.meter`` (a dict, or an
-    object with ``as_record()``); floats are written as decimal strings (canonical JSON has
-    no floats)."""
-    from fabrique.pipeline import finishers
-    from fabrique.pipeline.record import record
-
-    class Reading:
-        def as_record(self) -> dict:
-            return {"cost_eur": 0.000213, "energy_wh": 0.41, "co2e_g": 0.021, "ttft_us": 1830}
-
-    async def meter(ctx):
-        ctx.meter = Reading() if ctx.stream else {"cost_eur": 1e-07, "tokens": 3,
-                                                   "price": Decimal("0.50")}
-
-    monkeypatch.setattr(finishers, "FINISHERS", (meter, record))
-    client, gw, auth = await _client(gateway_factory)
-    assert (await client.post("/v1/chat/completions", json=CHAT, headers=auth)).status == 200
+async def test_metering_figures_go_into_the_record(gateway_factory):
+    """Metering's finisher runs before ``record``: the record carries its figures (tokens,
+    times, €, Wh …), floats as decimal strings (canonical JSON has no floats)."""
+    client, gw = await gateway_factory(metering={"deployments": {"sim/sim-chat": {
+        "price": {"input_eur_per_1m": 1.5, "output_eur_per_1m": 3}}}})
+    _, key = await gw.keys.create_key("acme")
+    auth = {"Authorization": f"Bearer {key}"}
+    answer = await client.post("/v1/chat/completions", json=CHAT, headers=auth)
+    assert answer.status == 200
     stream = await client.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers=auth)
     assert (await stream.read()).endswith(b"[DONE]\n\n")
     plain, streamed = await _records(gw)
-    assert plain["meter"] == {"cost_eur": "0.0000001", "tokens": 3, "price": "0.50"}
-    assert streamed["meter"] == {"cost_eur": "0.000213", "energy_wh": "0.41", "co2e_g": "0.021",
-                                 "ttft_us": 1830}
+    usage = (await answer.json())["usage"]
+    expected = (usage["prompt_tokens"] * 1.5 + usage["completion_tokens"] * 3) / 1e6
+    assert plain["meter"]["input_tokens"] == usage["prompt_tokens"]
+    assert plain["meter"]["output_tokens"] == usage["completion_tokens"]
+    assert float(plain["meter"]["cost_eur"]) == pytest.approx(expected)
+    assert isinstance(plain["meter"]["cost_eur"], str)
+    assert streamed["meter"]["ttft_s"] is not None and plain["meter"]["ttft_s"] is None
