@@ -6,9 +6,9 @@ and what recording adds to a gateway request.
   on SQLite (WAL, ``synchronous=FULL``: each commit is fsynced) and on PostgreSQL
   (``synchronous_commit=on``), with group commit; appends/s and records per commit.
 - **proofs**: a tree of 1M (and, in a full run, 10M) leaves written straight into the
-  ledger's SQLite tables, then inclusion and consistency proofs of random records read
-  through ``LedgerStore`` (the same path as the admin API): p50 and p99 per proof, and the
-  number of stored hashes each reads.
+  ledger's SQLite tables, and of 1M into PostgreSQL's, then inclusion and consistency
+  proofs of random records read through ``LedgerStore`` (the same path as the admin API):
+  p50 and p99 per proof, and the number of stored hashes each reads.
 - **verify**: an export of realistic records (about 700 bytes each) checked by
   ``verify_export``: seconds per million records.
 - **gateway**: two in-process gateways on loopback (ledger on, ledger off) in front of the
