@@ -6,9 +6,9 @@ and what recording adds to a gateway request.
   on SQLite (WAL, ``synchronous=FULL``: each commit is fsynced) and on PostgreSQL
   (``synchronous_commit=on``), with group commit; appends/s and records per commit.
 - **proofs**: a tree of 1M (and, in a full run, 10M) leaves written straight into the
-  ledger's SQLite tables, then inclusion and consistency proofs of random records read
-  through ``LedgerStore`` (the same path as the admin API): p50 and p99 per proof, and the
-  number of stored hashes each reads.
+  ledger's SQLite tables, and of 1M into PostgreSQL's, then inclusion and consistency
+  proofs of random records read through ``LedgerStore`` (the same path as the admin API):
+  p50 and p99 per proof, and the number of stored hashes each reads.
 - **verify**: an export of realistic records (about 700 bytes each) checked by
   ``verify_export``: seconds per million records.
 - **gateway**: two in-process gateways on loopback (ledger on, ledger off) in front of the
@@ -179,6 +179,51 @@ async def bench_proofs(n: int, workdir: Path, samples: int) -> dict[str, Any]:
             "hashes_read_max": max(reads), "samples": samples}
 
 
+async def bench_proofs_pg(url: str, n: int, samples: int) -> dict[str, Any]:
+    """The same proofs on PostgreSQL: the tree written with COPY, read through LedgerStore."""
+    import asyncpg
+
+    await drop_ledger(url)
+    db = await Database(url).open()
+    store = LedgerStore(db)
+    try:
+        conn = await asyncpg.connect(sa.engine.make_url(url).set(drivername="postgresql")
+                                     .render_as_string(hide_password=False))
+        frontier, rows = merkle.Frontier(), []
+        started = time.perf_counter()
+        for i in range(n):
+            rows += frontier.append(merkle.leaf_hash(b"%d" % i))
+            if len(rows) >= 200_000:
+                await conn.copy_records_to_table("ledger_nodes", records=rows)
+                rows.clear()
+        await conn.copy_records_to_table("ledger_nodes", records=rows)
+        await conn.execute("UPDATE ledger_head SET size = $1", n)
+        await conn.execute("ANALYZE ledger_nodes")
+        await conn.close()
+        build_s = time.perf_counter() - started
+        root = frontier.root()
+        rng = random.Random(7)
+        inclusion, consistency = [], []
+        for _ in range(samples):
+            index = rng.randrange(n)
+            t = time.perf_counter()
+            proof = await merkle.inclusion_proof(store.read_nodes, index, n)
+            inclusion.append(time.perf_counter() - t)
+            leaf = (await store.read_nodes([(0, index)]))[0, index]
+            assert merkle.verify_inclusion(index, n, leaf, proof, root)
+            t = time.perf_counter()
+            await merkle.consistency_proof(store.read_nodes, rng.randrange(1, n), n)
+            consistency.append(time.perf_counter() - t)
+    finally:
+        await store.close()
+        await db.close()
+        await drop_ledger(url)
+    return {"database": "postgresql", "leaves": n, "build_s": round(build_s, 1),
+            "inclusion_ms_p50": _ms(inclusion, 50), "inclusion_ms_p99": _ms(inclusion, 99),
+            "consistency_ms_p50": _ms(consistency, 50), "consistency_ms_p99": _ms(consistency, 99),
+            "samples": samples}
+
+
 def _fill_tree(path: Path, n: int) -> bytes:
     """Leaves 0..n-1 and every complete subtree, written with sqlite3 in one transaction."""
     conn = sqlite3.connect(path)
@@ -314,6 +359,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             _say("appends_postgresql", out)
         out["proofs"] = [await bench_proofs(n, work, 200 if quick else 1000)
                          for n in ((1_000_000,) if quick else (1_000_000, 10_000_000))]
+        if args.pg:
+            out["proofs"].append(await bench_proofs_pg(args.pg, 1_000_000, 200 if quick else 1000))
         _say("proofs", out)
         out["verify"] = bench_verify(300_000 if quick else 1_000_000)
         _say("verify", out)

@@ -41,11 +41,12 @@ def _with_ledger(config: Path | None, action: Callable[[Ledger], Awaitable[T]]) 
     async def main() -> T:
         cfg = _config(config)
         db = await Database(cfg.database_url()).open()
+        ledger = Ledger(cfg, db)
         try:
-            ledger = Ledger(cfg, db)
             ledger.load_keys()
             return await action(ledger)
         finally:
+            await ledger.store.close()
             await db.close()
 
     try:

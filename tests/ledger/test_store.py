@@ -133,6 +133,7 @@ async def test_a_restarted_ledger_continues_the_same_tree(db_url, tmp_path):
     try:
         assert verify_export(await exported(led), led.signer.public).records == 10
     finally:
+        await led.store.close()
         await db.close()
 
 

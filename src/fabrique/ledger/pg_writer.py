@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
-from fabrique.ledger.merkle import Frontier, frontier_nodes
+from fabrique.ledger.merkle import Frontier, Node, frontier_nodes
 
 _INSERTS = """
 r AS (INSERT INTO ledger_records (idx, time_ms, tenant, request_id, record)
@@ -100,3 +100,31 @@ def _arrays(records: list[dict[str, Any]], nodes: list[dict[str, Any]],
     return [[r[c] for r in records] for c in ("idx", "time_ms", "tenant", "request_id", "record")] \
         + [[n[c] for n in nodes] for c in ("level", "idx", "hash")] \
         + [[p[c] for p in payloads] for c in ("idx", "tenant", "subject_ref", "blob", "expires_ms")]
+
+
+class PgReader:
+    """Proof reads on a small asyncpg pool of the ledger's own: one prepared statement
+    (the keys as two arrays, joined to the primary key), planned once per connection,
+    whatever the number of keys; a proof costs one round trip."""
+
+    _QUERY = ("SELECT n.level, n.idx, n.hash FROM unnest($1::smallint[], $2::bigint[]) "
+              "AS k(level, idx) JOIN ledger_nodes n ON n.level = k.level AND n.idx = k.idx")
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        dsn = sa.engine.make_url(url).set(drivername="postgresql")
+        self._dsn = dsn.render_as_string(hide_password=False)
+        self._timeout = timeout_s
+        self._pool: Any = None
+
+    async def read_nodes(self, keys: Sequence[Node]) -> dict[Node, bytes]:
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=4,
+                                                   timeout=self._timeout,
+                                                   command_timeout=self._timeout)
+        rows = await self._pool.fetch(self._QUERY, [k[0] for k in keys], [k[1] for k in keys])
+        return {(row[0], row[1]): bytes(row[2]) for row in rows}
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()

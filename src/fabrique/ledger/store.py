@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fabrique.ledger.leaf import record_leaf_hash
 from fabrique.ledger.merkle import Frontier, Node, frontier_nodes, root_at
-from fabrique.ledger.pg_writer import PgWriter
+from fabrique.ledger.pg_writer import PgReader, PgWriter
 from fabrique.ledger.signing import TreeHead
 from fabrique.ledger.sqlite_writer import SqliteWriter
 from fabrique.store import Database
@@ -68,8 +68,9 @@ class LedgerStore:
         self._sqlite = (SqliteWriter(path, "NORMAL" if sync == "normal" else "FULL")
                         if path and path != ":memory:" else None)
         self._reader = SqliteWriter(path, "NORMAL") if self._sqlite is not None and path else None
-        self._pg = (PgWriter(db.url, sync == "normal", timeout_s)
-                    if db.dialect == "postgresql" and db.engine.dialect.driver == "asyncpg" else None)
+        asyncpg_url = db.dialect == "postgresql" and db.engine.dialect.driver == "asyncpg"
+        self._pg = PgWriter(db.url, sync == "normal", timeout_s) if asyncpg_url else None
+        self._pg_reader = PgReader(db.url, timeout_s) if asyncpg_url else None
 
     async def append(self, entries: Sequence[Entry]) -> list[int]:
         """Append in one transaction; returns the indexes given, in order."""
@@ -103,8 +104,9 @@ class LedgerStore:
         for own in (self._sqlite, self._reader):
             if own is not None:
                 await own.close()
-        if self._pg is not None:
-            await self._pg.close()
+        for pg in (self._pg, self._pg_reader):
+            if pg is not None:
+                await pg.close()
 
     async def _claim(self, conn: AsyncConnection, count: int) -> tuple[int, Frontier]:
         """Lock the head and move its size on by ``count``; returns the old size and the
@@ -137,12 +139,15 @@ class LedgerStore:
         return Frontier(size, [found[k] for k in keys])
 
     async def read_nodes(self, keys: Sequence[Node]) -> Mapping[Node, bytes]:
-        """Stored subtree hashes: what every proof reads. On SQLite, one hop to a reader
-        connection of the ledger's own (aiosqlite's several hops were most of a proof's
-        time); never the appender's, so proofs do not queue behind commits."""
+        """Stored subtree hashes: what every proof reads, on connections of the ledger's own
+        (SQLite: one thread hop, where aiosqlite's several were most of a proof's time;
+        PostgreSQL: one prepared statement); never the appender's, so proofs do not queue
+        behind commits."""
         if self._reader is not None:
             wanted = list(keys)
             return await self._reader.run(lambda conn: _read_nodes_sqlite(conn, wanted))
+        if self._pg_reader is not None:
+            return await self._pg_reader.read_nodes(keys)
         async with self.db.engine.connect() as conn:
             return await _read_nodes(conn, keys)
 
