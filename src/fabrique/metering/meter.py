@@ -12,7 +12,7 @@ Times are seconds from the request's arrival (``ctx.received``):
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -44,8 +44,9 @@ class Meter:
         return self.input_tokens + self.output_tokens
 
     def as_record(self) -> dict[str, Any]:
-        """Every figure, for the audit ledger's record of the request."""
-        return asdict(self)
+        """Every figure, for the audit ledger's record of the request (``asdict`` deep-copies
+        and costs ten times more)."""
+        return {name: getattr(self, name) for name in _FIELDS}
 
     def usage_fields(self) -> dict[str, Any]:
         """Extra fields for the answer's ``usage`` object (OpenAI clients ignore them)."""
@@ -66,6 +67,9 @@ class Meter:
         if self.estimated:
             out["x-fabrique-usage-estimated"] = "true"
         return out
+
+
+_FIELDS = tuple(f.name for f in fields(Meter))
 
 
 def measure(ctx: RequestContext) -> Meter:

@@ -100,7 +100,11 @@ class UsageLog:
     async def _run(self) -> None:
         while True:  # an idle wake-up every flush_s costs nothing worth an event
             await asyncio.sleep(self.flush_s)
-            while not self.queue.empty():
+            await self.flush()
+            # Only a backlog is written without a pause: flushing again as soon as a few rows
+            # have come in during a write made one small transaction every few milliseconds
+            # under load (about 100 µs of CPU per request on top of the rows themselves).
+            while self.queue.qsize() >= 100 * self.batch:
                 await self.flush()
 
     async def _write(self, rows: list[Row]) -> None:
