@@ -111,3 +111,33 @@ async def sim_server() -> AsyncIterator[SimFactory]:
         await server.close()
 
 
+async def drop_all(url: str) -> None:
+    """Every table of Fabrique's schema, and its Alembic revision: the next open migrates a
+    fresh database (PostgreSQL tests share one)."""
+    import sqlalchemy as sa
+
+    from fabrique.store import Database
+
+    engine = Database(url).engine
+    try:
+        async with engine.begin() as conn:
+            for table in ("usage", "api_keys", "tenants", "alembic_version", *LEDGER_TABLES):
+                await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A migrated database: SQLite in a temporary folder, or the machine's PostgreSQL, empty."""
+    from fabrique.store import Database
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'fabrique.db'}" if request.param == "sqlite" else PG_URL
+    if request.param == "postgresql":
+        await drop_all(url)
+    database = await Database(url).open()
+    yield database
+    await database.close()
+    if request.param == "postgresql":
+        await drop_all(url)
+

@@ -14,21 +14,6 @@ from fabrique.metering.usage_log import UsageLog, row
 from fabrique.pipeline.context import RequestContext
 from fabrique.store import Database
 
-from ..conftest import PG_URL
-from ..store.test_keys_store import _drop_all
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def db(request, tmp_path):
-    url = f"sqlite+aiosqlite:///{tmp_path / 'u.db'}" if request.param == "sqlite" else PG_URL
-    if request.param == "postgresql":
-        await _drop_all(url)
-    database = await Database(url).open()
-    yield database
-    await database.close()
-    if request.param == "postgresql":
-        await _drop_all(url)
-
 
 def _ctx(tenant: str, agent: str | None, status: int = 200) -> RequestContext:
     ctx = RequestContext(None, "req_1", "chat/completions", {"model": "chat"},  # type: ignore[arg-type]

@@ -13,31 +13,7 @@ from fabrique.errors import AuthenticationError, InvalidField, NotFound, StoreEr
 from fabrique.keys import KeyStore, parse_key
 from fabrique.store import Database
 
-from ..conftest import LEDGER_TABLES, PG_URL
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def db(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}"
-    else:
-        url = PG_URL
-        await _drop_all(url)
-    database = await Database(url).open()
-    yield database
-    await database.close()
-    if request.param == "postgresql":
-        await _drop_all(url)
-
-
-async def _drop_all(url: str) -> None:
-    engine = Database(url).engine
-    try:
-        async with engine.begin() as conn:
-            for table in ("usage", "api_keys", "tenants", "alembic_version", *LEDGER_TABLES):
-                await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
-    finally:
-        await engine.dispose()
+from ..conftest import PG_URL, drop_all
 
 
 async def test_create_authenticate_revoke(db):
@@ -141,7 +117,7 @@ async def test_known_keys_keep_working_while_the_database_is_down(tmp_path, unus
 
 @pytest.mark.postgres
 async def test_two_replicas_share_keys_through_postgresql():
-    await _drop_all(PG_URL)
+    await drop_all(PG_URL)
     a, b = await asyncio.gather(Database(PG_URL).open(), Database(PG_URL).open())
     try:
         _, key = await KeyStore(a).create_key("acme")
@@ -149,7 +125,7 @@ async def test_two_replicas_share_keys_through_postgresql():
     finally:
         await a.close()
         await b.close()
-        await _drop_all(PG_URL)
+        await drop_all(PG_URL)
 
 
 async def test_an_expired_cache_entry_is_refreshed_once_for_all_waiting_requests(db):
