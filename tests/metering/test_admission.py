@@ -121,3 +121,20 @@ async def test_the_admin_api_shows_budgets_spent_and_reserved(gateway_factory):
     assert (agent["name"], agent["unit"], agent["limit"], agent["spent"]) == ("bot", "eur", 2.5, 0)
     assert (await client.get("/admin/budgets", headers=admin)).status == 400
     assert (await client.get("/admin/budgets?tenant=acme", headers=headers)).status == 401
+
+
+async def test_a_restart_does_not_start_a_budget_again_from_zero(gateway_factory):
+    budget = {"budgets": [{"scope": "tenant", "period": "daily", "tokens": 100}]}
+    client, gw = await gateway_factory(metering=budget)
+    headers = await auth(gw)
+    statuses = [(await client.post("/v1/chat/completions", json=CHAT, headers=headers)).status
+                for _ in range(8)]
+    assert statuses[-1] == 429
+    used = sum(r["input_tokens"] + r["output_tokens"] for r in await rows(gw))
+    await client.close()  # the gateway stops; its usage rows are written
+
+    client, gw = await gateway_factory(metering=budget)  # the same database
+    assert await _budget_state(gw) == (used, 0)
+    refused = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
+    assert refused.status == 429
+    assert (await refused.json())["error"]["code"] == "budget_exceeded"

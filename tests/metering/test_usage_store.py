@@ -9,7 +9,7 @@ import pytest
 from fabrique.keys import Principal
 from fabrique.metering.meter import Meter
 from fabrique.metering.metrics import Metrics
-from fabrique.metering.report import report, since
+from fabrique.metering.report import report, since, spent_by
 from fabrique.metering.usage_log import UsageLog, row
 from fabrique.pipeline.context import RequestContext
 from fabrique.store import Database
@@ -40,6 +40,12 @@ async def test_rows_are_written_in_batches_and_reported(db):
     agents = {r["agent"]: r["requests"] for r in await report(db, "agent", since("1h"), "acme")}
     assert agents == {"bot": 2, None: 4}
     assert await report(db, "tenant", datetime.now(UTC) + timedelta(minutes=1)) == []
+    # Where budgets start again after a restart: spending since a moment, by identity.
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert await spent_by(db, "tenant", hour_ago, "eur") == pytest.approx({"acme": 2.5, "beta": 1.0})
+    assert await spent_by(db, "tenant", hour_ago, "tokens", "beta") == {"beta": 10 + 5 + 10 + 6}
+    assert await spent_by(db, "agent", hour_ago, "tokens") == {"bot": 10 + 1 + 10 + 3 + 10 + 5}
+    assert await spent_by(db, "tenant", datetime.now(UTC) + timedelta(minutes=1), "eur") == {}
 
 
 async def test_a_full_queue_drops_and_counts(db):

@@ -11,17 +11,20 @@ import asyncio
 import logging
 import math
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from fabrique.config import Config
 from fabrique.errors import ConfigError
-from fabrique.metering import tokens
+from fabrique.metering import report, tokens
 from fabrique.metering.control import Controller
 from fabrique.metering.energy import EnergyModel, energy_model
 from fabrique.metering.grid import intensities
 from fabrique.metering.meter import Meter, measure
 from fabrique.metering.metrics import Metrics
-from fabrique.metering.plan import Who
+from fabrique.metering.plan import Who, periods, units
 from fabrique.metering.prices import FREE, Price, price_of
 from fabrique.metering.usage_log import UsageLog, row
 
@@ -39,6 +42,7 @@ class Metering:
     def __init__(self, config: Config, db: Database, table: RoutingTable) -> None:
         self.config = cfg = config.metering
         self.table = table
+        self.db = db
         names = {d.name: d for g in table.groups.values() for d in g.deployments}
         unknown = sorted(set(cfg.deployments) - set(names))
         if unknown:
@@ -72,6 +76,29 @@ class Metering:
             self.tracing = Tracing(self.config.telemetry)
         self.usage.start()
         await self.control.start()
+        await self._restore_budgets()
+
+    async def _restore_budgets(self) -> None:
+        """Each budget's spending so far in its period, from the usage rows, so that a restart
+        (or a replica that finds Redis away) does not start a cap again from zero. Redis,
+        when it answers, keeps its own count; this one stands for the time it does not."""
+        if not self.config.budgets:
+            return
+        now = datetime.now(UTC)
+        for rule in self.config.budgets:
+            unit = "eur" if rule.eur is not None else "tokens"
+            period, left_s = periods(now)[rule.period]
+            start = (now.replace(hour=0, minute=0, second=0, microsecond=0) if rule.period == "daily"
+                     else now.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+            try:
+                totals = await report.spent_by(self.db, rule.scope, start, unit, rule.name)
+            except SQLAlchemyError as exc:
+                log.warning("budgets start from zero: the usage rows could not be read (%s)",
+                            type(exc).__name__)
+                return
+            for ident, total in totals.items():
+                key = f"bg:{rule.scope}:{ident}:{rule.period}:{period}"
+                self.control.local.restore(key, units(unit, int(total), total), left_s + 86400)
 
     async def close(self) -> None:
         await self.control.close()

@@ -55,6 +55,9 @@ class LocalStore:
     def __init__(self, max_keys: int = 100_000) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}  # key: (level, monotonic time)
         self._budgets: dict[str, list[int]] = {}  # key: [spent, reserved]
+        # Spent before this process started (the usage table's rows of the period): counted
+        # against the cap, never handed to Redis (which keeps its own count).
+        self._before: dict[str, int] = {}
         self._expiry: dict[str, float] = {}  # budget key: monotonic time it may be dropped
         self.max_keys = max_keys  # agents are named by clients: the maps must stay bounded
 
@@ -71,6 +74,7 @@ class LocalStore:
             return Verdict(False, levels, retry_after=wait)
         for budget in budgets:
             spent, reserved = self._budgets.get(budget.key, (0, 0))
+            spent += self._before.get(budget.key, 0)
             if spent + reserved + budget.amount > budget.limit:
                 return Verdict(False, levels, budget=budget, spent=spent + reserved)
         for b, level in zip(buckets, levels, strict=True):
@@ -107,7 +111,12 @@ class LocalStore:
 
     async def spent(self, budget: Budget) -> tuple[int, int]:
         spent, reserved = self._budgets.get(budget.key, (0, 0))
-        return spent, reserved
+        return spent + self._before.get(budget.key, 0), reserved
+
+    def restore(self, key: str, spent: int, ttl_s: int) -> None:
+        """What a budget had spent in its period before this process started."""
+        self._before[key] = spent
+        self._expiry[key] = time.monotonic() + ttl_s
 
     def _prune(self, now: float) -> None:
         """Forget full buckets (a new one starts full anyway) and budgets past their period."""
@@ -115,6 +124,7 @@ class LocalStore:
                          if now - then < 60.0}
         for key in [k for k, until in self._expiry.items() if until <= now]:
             self._budgets.pop(key, None)
+            self._before.pop(key, None)
             del self._expiry[key]
 
     def _level(self, bucket: Bucket, now: float) -> float:

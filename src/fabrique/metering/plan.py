@@ -90,9 +90,9 @@ class Planner:
                 return self._period_cache
             now = datetime.now(UTC)
             self._periods_until = (time.time() // 60 + 1) * 60
-            self._period_cache = _periods(now)
+            self._period_cache = periods(now)
             return self._period_cache
-        return _periods(now)
+        return periods(now)
 
 
 def _match(rule: LimitConfig | BudgetConfig, who: Who) -> str | None:
@@ -102,7 +102,8 @@ def _match(rule: LimitConfig | BudgetConfig, who: Who) -> str | None:
     return ident
 
 
-def _periods(now: datetime) -> dict[str, tuple[str, int]]:
+def periods(now: datetime) -> dict[str, tuple[str, int]]:
+    """The current day and month (UTC), as budget keys name them, and the seconds left in each."""
     day_left = 86400 - (now.hour * 3600 + now.minute * 60)
     days = calendar.monthrange(now.year, now.month)[1]
     return {"daily": (now.strftime("%Y-%m-%d"), day_left),

@@ -71,3 +71,20 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
     for name in ("avg_latency_ms", "avg_ttft_ms"):
         row[name] = None if row[name] is None else round(float(row[name]), 3)
     return row
+
+
+async def spent_by(db: Database, scope: str, start: datetime, unit: str,
+                   name: str = "*") -> dict[str, float]:
+    """Each identity's spending since ``start`` (euros, or tokens in and out), by ``scope``
+    (tenant, key or agent): where a budget's count starts again after a restart."""
+    column = BY[scope]
+    amount = (sa.func.sum(usage.c.cost_eur) if unit == "eur"
+              else sa.func.sum(usage.c.input_tokens + usage.c.output_tokens))
+    query = (sa.select(column, amount).where(usage.c.at >= start.replace(tzinfo=None)
+                                             if db.dialect == "sqlite" else usage.c.at >= start)
+             .where(column.is_not(None)).group_by(column))
+    if name != "*":
+        query = query.where(column == name)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {str(ident): float(total or 0) for ident, total in rows}
