@@ -144,6 +144,7 @@ class BudgetExceeded(RateLimited):
 
     type = "insufficient_quota"
     code = "budget_exceeded"
+    retryable = False  # until the period ends: the SDKs' automatic retries would only waste
 
 
 class UpstreamError(FabriqueError):

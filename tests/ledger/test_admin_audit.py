@@ -28,8 +28,10 @@ async def _setup(gateway_factory, **ledger):
 
 async def test_export_and_proofs_verify_with_the_published_key(gateway_factory):
     client, _gw, keys = await _setup(gateway_factory)
-    key = parse_public_key((await (await client.get("/admin/audit/public-key",
-                                                    headers=ADMIN)).json())["public_key"])
+    published = await (await client.get("/admin/audit/public-key", headers=ADMIN)).text()
+    key = parse_public_key(published)  # the answer as saved: {"public_key": …, "key_id": …}
+    raw = parse_public_key(orjson.loads(published)["public_key"]).public_bytes_raw()
+    assert key.public_bytes_raw() == raw
     resp = await client.get("/admin/audit/export", headers=ADMIN)
     assert resp.status == 200
     assert verify_export((await resp.read()).splitlines(), key).records == 4

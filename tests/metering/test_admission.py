@@ -68,6 +68,7 @@ async def test_a_budget_refuses_what_does_not_fit_and_settles_to_real_usage(gate
     error = (await refused.json())["error"]
     assert (error["code"], error["type"]) == ("budget_exceeded", "insufficient_quota")
     assert "daily budget of tenant acme" in error["message"]
+    assert refused.headers["x-should-retry"] == "false"  # the SDKs would retry a 429 otherwise
     spent, reserved = await _budget_state(gw)
     used = sum(r["input_tokens"] + r["output_tokens"] for r in await rows(gw, 9))
     assert (spent, reserved) == (used, 0)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,13 +103,17 @@ def verify_head(head: TreeHead, public: Ed25519PublicKey) -> bool:
 
 
 def parse_public_key(text: str) -> Ed25519PublicKey:
-    """A public key given as base64 (32 raw bytes), PEM, or the path of a file holding
-    either. Raises ValueError saying what was expected."""
+    """A public key given as base64 (32 raw bytes), PEM, the admin API's JSON
+    (``{"public_key": …}``), or the path of a file holding one. Raises ValueError saying what
+    was expected."""
     candidate = text.strip()
     path = Path(candidate)
     with contextlib.suppress(OSError):
         if len(candidate) < 4096 and path.is_file():
             candidate = path.read_text(encoding="utf-8").strip()
+    if candidate.startswith("{"):  # GET /admin/audit/public-key, saved as it came
+        with contextlib.suppress(ValueError, AttributeError):
+            candidate = str(json.loads(candidate).get("public_key", "")).strip()
     try:
         if candidate.startswith("-----BEGIN"):
             key = serialization.load_pem_public_key(candidate.encode())
@@ -118,6 +123,8 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
         raw = base64.b64decode(candidate, validate=True)
         return Ed25519PublicKey.from_public_bytes(raw)
     except (ValueError, binascii.Error) as exc:
+        if candidate == text.strip() and candidate.endswith((".pub", ".pem", ".json", ".txt", ".key")):
+            raise ValueError(f"no such file: {candidate}") from None  # a path, mistyped
         raise ValueError(f"not an Ed25519 public key (expected base64 of 32 bytes, PEM, or a "
                          f"file holding one): {exc}") from None
 

@@ -259,13 +259,15 @@ def _which(buckets: list[Bucket], verdict: Verdict) -> str:
 def _budget_error(budget: Budget, used: int) -> BudgetExceeded:
     _, scope, ident, period, _ = budget.key.split(":", 4)
     if budget.unit == "eur":
-        shown = f"€{used / MICRO:.4f} of €{budget.limit / MICRO:g}"
-        need = f"€{budget.amount / MICRO:.4f}"
+        shown = f"€{used / MICRO:.6g} of €{budget.limit / MICRO:g}"
+        need = f"€{budget.amount / MICRO:.6g}"
     else:
         shown, need = f"{used} of {budget.limit} tokens", f"{budget.amount} tokens"
     return BudgetExceeded(
-        f"The {period} budget of {scope} {ident} is used up ({shown} spent or reserved); this "
-        f"request may use up to {need}. Lower max_tokens, or wait for the next period.")
+        f"The {period} budget of {scope} {ident} has {shown} spent (or reserved by requests in "
+        f"flight); this request may use up to {need} (its prompt and max_tokens, or "
+        "metering.default_max_tokens when it gives none), which does not fit. Lower "
+        "max_tokens, or wait for the next period.")
 
 
 def _ratelimit_headers(buckets: list[Bucket], levels: list[float]) -> dict[str, str]:

@@ -45,5 +45,7 @@ def write_plot(result: ScenarioResult, path: Path) -> None:
         fig.savefig(path, dpi=110)
     except OSError as exc:
         raise PlannerError(f"{path}: cannot write the plot ({exc.strerror})") from None
+    except ValueError as exc:  # matplotlib: "Format 'txt' is not supported"
+        raise PlannerError(f"{path}: cannot write the plot ({exc}); use .png, .svg or .pdf") from None
     finally:
         plt.close(fig)
