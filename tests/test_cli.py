@@ -134,6 +134,16 @@ def test_policies_for_tenants_and_keys(env, tmp_path):
     assert run("tenants", "list", env=env).stdout == "acme\tdefault (default)\n"
 
 
+def test_config_check_says_what_serve_would_refuse(env, tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("providers: [{name: sim, type: simulated}]\n"
+                    "models: [{name: chat, deployments: [{provider: sim, model: m}]}]\n"
+                    "metering: {deployments: {sim/nope: {price: {input_eur_per_1m: 1}}}}\n")
+    bad = run("config", "check", str(path), env=env, check=False)
+    assert bad.returncode == 2
+    assert "unknown deployment 'sim/nope' (known: sim/m)" in bad.stderr
+
+
 def test_config_errors_name_file_field_and_line(env, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("providers:\n  - name: up\n    type: openai_compatible\n"

@@ -403,6 +403,7 @@ def config_check(path: Annotated[Path, typer.Argument(help="The YAML file.")]) -
     """
     try:
         cfg = _config(path)
+        _check_at_start(cfg)
     except FabriqueError as error:
         raise _fail(error) from None
     typer.echo(f"{path}: ok — {len(cfg.providers)} providers, {len(cfg.models)} models: "
@@ -413,6 +414,15 @@ def config_check(path: Annotated[Path, typer.Argument(help="The YAML file.")]) -
     if not cfg.models:
         typer.echo(f"{path}: warning: no models are declared, so the gateway would serve none "
                    "(see examples/fabrique.yaml)", err=True)
+
+
+def _check_at_start(cfg: Any) -> None:
+    """What ``serve`` checks when it builds the gateway beyond the file's schema (metering's
+    deployment names and grid regions), so that ``config check`` says the same."""
+    from fabrique.metering import Metering
+    from fabrique.routing import RoutingTable
+
+    Metering(cfg, None, RoutingTable(cfg))  # type: ignore[arg-type]  # no database is opened
 
 
 @config_app.command("reference")

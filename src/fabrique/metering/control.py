@@ -87,6 +87,9 @@ class Controller:
             self.redis_up = await self.redis.ping()
         except Exception as exc:
             self._down(exc)
+            log.warning("Redis unreachable at start (%s): rate limits and budgets are kept in "
+                        "this process until it answers", type(exc).__name__)
+            self.metrics.limiter_fallback()
         self.metrics.limiter_up(self.redis_up)
         self._watch = asyncio.create_task(self._watch_redis())
         self._settler = asyncio.create_task(self._settle_loop())

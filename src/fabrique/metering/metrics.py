@@ -61,8 +61,8 @@ class Metrics:
         self.estimated = Counter("fabrique_usage_estimated", "Requests whose tokens Fabrique "
                                  "estimated (no usage from upstream).", registry=r)
         self.redis_up = Gauge("fabrique_limiter_redis_up", "1 while limits and budgets are "
-                              "shared in Redis; 0 when fallen back to this process (alarm).",
-                              registry=r)
+                              "shared in Redis; 0 when fallen back to this process (alarm); "
+                              "NaN when no Redis is configured.", registry=r)
         self.fallbacks = Counter("fabrique_limiter_fallbacks", "Times Redis went away and limits "
                                  "fell back to this process.", registry=r)
         self.usage_dropped = Counter("fabrique_usage_dropped", "Usage records dropped: the "
@@ -71,7 +71,7 @@ class Metrics:
                                      registry=r)
         self.usage_errors = Counter("fabrique_usage_write_errors", "Failed usage writes.",
                                     registry=r)
-        self.redis_up.set(0)
+        self.redis_up.set(float("nan"))  # no Redis configured: nothing to alarm on
         # Label lookups cost more than the observations: children cached, by model and
         # provider (config) and tenant (database), so these stay small.
         self._children: dict[tuple[str, ...], tuple[Histogram, ...]] = {}
