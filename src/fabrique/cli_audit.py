@@ -242,6 +242,16 @@ def public_key(config: ConfigOpt = None) -> None:
     async def show(ledger: Ledger) -> dict[str, str]:
         return ledger.public_key()
 
+    try:
+        cfg = _config(config)
+    except FabriqueError as error:
+        raise _fail(error) from None
+    where = cfg.resolved_data_dir() / "ledger_signing_key.pem"
+    if cfg.ledger.signing_key is None and not where.exists():
+        # Making one here would publish a key that signs nothing: the gateway's is elsewhere.
+        raise _fail(FabriqueError(
+            f"no ledger signing key in {where.parent}: a gateway makes one on its first start; "
+            "give the gateway's --config or FABRIQUE_HOME"))
     info = _with_ledger(config, show)
     typer.echo(f"Ed25519 key {info['key_id']}", err=True)
     typer.echo(info["public_key"])
