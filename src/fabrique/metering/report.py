@@ -6,36 +6,28 @@ be narrowed to one tenant.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from fabrique.errors import InvalidField
+from fabrique.since import moment
 from fabrique.store import Database
 from fabrique.store.tables import usage
 
 BY = {"tenant": usage.c.tenant, "key": usage.c.key_id, "agent": usage.c.agent,
       "deployment": usage.c.deployment, "model": usage.c.model}
-_SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])")
-_UNIT = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 COLUMNS = ["requests", "refused", "input_tokens", "output_tokens", "estimated", "cost_eur",
            "energy_wh", "co2e_g", "embodied_g", "avg_latency_ms", "avg_ttft_ms"]
 
 
 def since(text: str, now: datetime | None = None) -> datetime:
     """``7d``, ``24h``, ``30m``, ``2w`` ago, or an ISO date or time (UTC unless it says)."""
-    now = now or datetime.now(UTC)
-    match = _SPAN.fullmatch(text.strip())
-    if match:
-        return now - timedelta(**{_UNIT[match.group(2)]: float(match.group(1))})
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidField(f"since: {text!r} is neither a span (7d, 24h, 30m, 2w) nor an ISO "
-                           "date (2026-12-01)", param="since") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment(text, now)
+    except ValueError as exc:
+        raise InvalidField(f"since: {exc}", param="since") from None
 
 
 async def report(db: Database, by: str, start: datetime,
