@@ -196,15 +196,16 @@ def keys_list(
         typer.echo("No keys" + (f" for tenant {tenant!r}" if tenant else "")
                    + ". Create one: fabrique keys create --tenant NAME", err=True)
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from fabrique.console import console
     table = Table("key id", "tenant", "name", "status", "created", "expires", "policy")
     for k in keys:
         table.add_row(k.key_id, k.tenant, k.name or "", k.status,
                       f"{k.created_at:%Y-%m-%d %H:%M}",
                       f"{k.expires_at:%Y-%m-%d %H:%M}" if k.expires_at else "never",
                       k.policy or "(tenant's)")
-    Console().print(table)
+    console().print(table)
 
 
 @keys_app.command("revoke")
@@ -382,17 +383,19 @@ def usage(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        from rich.console import Console
         from rich.table import Table
+
+        from fabrique.console import console
         shown = {by: by, "requests": "requests", "refused": "refused", "input_tokens": "in",
                  "output_tokens": "out", "cost_eur": "EUR", "energy_wh": "Wh",
                  "co2e_g": "gCO2e", "avg_latency_ms": "avg ms"}  # --json/--csv have them all
         table = Table(*shown.values(), title=f"Usage by {by} since {since}")
         for row in rows:
             table.add_row(*("(none)" if row[c] is None and c == by else "" if row[c] is None
+                            else f"{row[c]:.6f}" if c == "cost_eur"
                             else f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
                             for c in shown))
-        Console().print(table)
+        console().print(table)
 
 
 @config_app.command("check")

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.table import Table
+
+from fabrique.console import console as _console
 
 if TYPE_CHECKING:
     from fabrique.planner.estimate import Answer
     from fabrique.planner.scenario import ScenarioResult
     from fabrique.planner.validate import Row
 
-
-def _console() -> Console:
-    console = Console(soft_wrap=False)
-    if not console.is_terminal:  # pipes and files: wide enough that tables do not fold
-        console = Console(soft_wrap=False, width=150)
-    return console
 
 
 def print_estimate(a: Answer) -> None:
