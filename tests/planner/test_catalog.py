@@ -82,3 +82,10 @@ def test_aliases_and_precisions() -> None:
     assert catalog.model("Llama-3.3-70B").name == "llama-3.1-70b"
     assert catalog.precision("BF16") == "fp16"
     assert catalog.precision("nvfp4") == "fp4"
+
+
+def test_each_alias_is_listed_with_the_model_it_names() -> None:
+    aliases = catalog.model_aliases()
+    assert "deepseek-r1" in aliases["deepseek-v3"]
+    for name, others in aliases.items():
+        assert all(catalog.model(alias).name == name for alias in others)

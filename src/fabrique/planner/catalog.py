@@ -182,6 +182,15 @@ def _find(kind: str, name: str, table: tuple[dict[str, Any], dict[str, str]]) ->
     raise UnknownName(f"unknown {kind} {name!r}; known (closest first): {', '.join(ranked)}")
 
 
+def model_aliases() -> dict[str, list[str]]:
+    """Each model's other names (deepseek-r1 is deepseek-v3's architecture, for one)."""
+    out: dict[str, list[str]] = {}
+    for alias, name in _models()[1].items():
+        if alias != name.lower():
+            out.setdefault(name, []).append(alias)
+    return out
+
+
 def accelerator(name: str) -> Accelerator:
     """The accelerator called ``name`` (or an alias), case-insensitive."""
     return _find("GPU", name, _accelerators())  # type: ignore[no-any-return]

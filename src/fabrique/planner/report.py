@@ -45,10 +45,13 @@ def print_validation(rows: list[Row], summary: dict[str, float | int]) -> None:
                   f"{r.predicted_per_gpu:,.0f}", f"{r.error:+.0%}")
     console = _console()
     console.print(t)
+    median_ok = summary["median_abs_error"] <= 0.15
+    max_ok = summary["max_abs_error"] <= 0.35
     console.print(f"{summary['rows']} rows, {summary['accelerators']} accelerators, "
                   f"{summary['models']} models: median |error| {summary['median_abs_error']:.1%}, "
-                  f"max {summary['max_abs_error']:.1%}, {summary['within_35pct']} within 35 % "
-                  "(targets: median <= 15 %, none over 35 %). Sources: "
+                  f"max {summary['max_abs_error']:.1%}, {summary['within_35pct']} within 35 %. "
+                  f"Targets: median <= 15 % {'met' if median_ok else 'MISSED'}, none over 35 % "
+                  f"{'met' if max_ok else 'MISSED'}. Sources: "
                   "src/fabrique/planner/data/validation.yaml")
 
 
@@ -65,12 +68,15 @@ def print_catalog() -> None:
                   f"{a.memory_bw_tbs:g}", str(a.nvlink_domain), f"{a.gpu_power_w:,.0f}")
     console.print(t)
     t = Table(title="Models")
-    for col in ("name", "params B", "active B", "layers", "hidden", "heads/KV", "attention", "experts"):
+    for col in ("name", "params B", "active B", "layers", "hidden", "heads/KV", "attention", "experts",
+                "also answers to"):
         t.add_column(col)
+    aliases = catalog.model_aliases()
     for m in catalog.models():
         experts = f"{m.moe.experts} (top {m.moe.active})" if m.moe else "—"
         t.add_row(m.name, f"{m.params_b:g}", f"{m.active_params_b or m.params_b:g}", str(m.layers),
-                  str(m.hidden), f"{m.heads}/{m.kv_heads}", m.attention, experts)
+                  str(m.hidden), f"{m.heads}/{m.kv_heads}", m.attention, experts,
+                  ", ".join(aliases.get(m.name, [])))
     console.print(t)
     console.print("engines: " + ", ".join(e.name for e in engines()))
 
