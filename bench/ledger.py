@@ -56,8 +56,6 @@ from fabrique.ledger.store import Entry, LedgerStore
 from fabrique.ledger.verify import verify_export
 from fabrique.store import Database
 
-LEDGER_TABLES = ("ledger_subject_keys", "ledger_payloads", "ledger_tree_heads", "ledger_nodes",
-                 "ledger_records", "ledger_head")
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/fabrique_ledger"
 
 
@@ -81,16 +79,12 @@ def sample_record(i: int) -> bytes:
 
 
 async def drop_ledger(url: str) -> None:
-    engine = Database(url).engine
+    """The ledger afresh: the schema back to 0002 (and migrated again at the next open)."""
+    db = Database(url)
     try:
-        async with engine.begin() as conn:
-            for table in LEDGER_TABLES:
-                await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-            if await conn.run_sync(lambda c: sa.inspect(c).has_table("alembic_version")):
-                await conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002' "
-                                           "WHERE version_num = '0003'"))
+        await db.downgrade("0002")
     finally:
-        await engine.dispose()
+        await db.close()
 
 
 # --- appends ------------------------------------------------------------------------------

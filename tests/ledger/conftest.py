@@ -6,28 +6,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from fabrique.ledger.service import Ledger
 from fabrique.store import Database
 
-from ..conftest import LEDGER_TABLES, PG_URL, make_config
+from ..conftest import PG_URL, make_config
 
 
 async def drop_ledger(url: str) -> None:
-    """Remove the ledger's tables and those of later migrations (usage, 0004), as
-    downgrading to 0002 would, so the next open migrates them afresh; keys and tenants are
-    left alone."""
-    engine = Database(url).engine
+    """Downgrade to 0002, before the ledger (and the usage table after it), so that the next
+    open migrates them afresh; keys and tenants are left alone."""
+    db = Database(url)
     try:
-        async with engine.begin() as conn:
-            for table in (*LEDGER_TABLES, "usage"):
-                await conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-            if await conn.run_sync(lambda c: sa.inspect(c).has_table("alembic_version")):
-                await conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002' "
-                                           "WHERE version_num IN ('0003', '0004')"))
+        await db.downgrade("0002")
     finally:
-        await engine.dispose()
+        await db.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -70,6 +70,14 @@ class Database:
             raise StoreError(f"cannot open the database {self.safe_url}: {exc}") from exc
         return self
 
+    async def downgrade(self, revision: str) -> None:
+        """Undo the migrations after ``revision`` (their own ``downgrade``), if the schema is
+        past it: tests and benchmarks that start a part of the schema afresh."""
+        async with self.engine.begin() as conn:
+            current = await _current_revision(conn)
+            if current is not None and current > revision:
+                await conn.run_sync(_downgrade, revision)
+
     async def ping(self, timeout_s: float = 2.0) -> bool:
         try:
             async with asyncio.timeout(timeout_s), self.engine.connect() as conn:
@@ -115,3 +123,11 @@ def _upgrade(conn: Connection, current: str | None) -> None:
         return
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
+
+
+def _downgrade(conn: Connection, revision: str) -> None:
+    from alembic import command
+
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    command.downgrade(cfg, revision)
