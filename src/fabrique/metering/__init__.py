@@ -24,7 +24,15 @@ from fabrique.metering.energy import EnergyModel, energy_model
 from fabrique.metering.grid import intensities
 from fabrique.metering.meter import Meter, measure
 from fabrique.metering.metrics import Metrics
-from fabrique.metering.plan import Who, periods, units
+from fabrique.metering.plan import (
+    KEPT_AFTER_S,
+    Who,
+    budget_base,
+    period_start,
+    periods,
+    unit_of,
+    units,
+)
 from fabrique.metering.prices import FREE, Price, price_of
 from fabrique.metering.usage_log import UsageLog, row
 
@@ -86,10 +94,9 @@ class Metering:
             return
         now = datetime.now(UTC)
         for rule in self.config.budgets:
-            unit = "eur" if rule.eur is not None else "tokens"
+            unit = unit_of(rule)
             period, left_s = periods(now)[rule.period]
-            start = (now.replace(hour=0, minute=0, second=0, microsecond=0) if rule.period == "daily"
-                     else now.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+            start = period_start(now, rule.period)
             try:
                 totals = await report.spent_by(self.db, rule.scope, start, unit, rule.name)
             except SQLAlchemyError as exc:
@@ -97,8 +104,9 @@ class Metering:
                             type(exc).__name__)
                 return
             for ident, total in totals.items():
-                key = f"bg:{rule.scope}:{ident}:{rule.period}:{period}"
-                self.control.local.restore(key, units(unit, int(total), total), left_s + 86400)
+                key = f"{budget_base(rule, ident)}:{period}"
+                self.control.local.restore(key, units(unit, int(total), total),
+                                           left_s + KEPT_AFTER_S)
 
     async def close(self) -> None:
         await self.control.close()

@@ -16,6 +16,7 @@ from fabrique.config import BudgetConfig, LimitConfig, MeteringConfig
 from fabrique.metering.buckets import Bucket, Budget
 
 MICRO = 1_000_000  # budgets in euros are counted in micro-euros
+KEPT_AFTER_S = 86400  # a budget counter outlives its period by a day, then goes
 _RULES_CACHE = 10_000
 
 
@@ -60,10 +61,10 @@ class Planner:
         budgets = []
         for base, rule in budget_rules:
             period, left_s = periods[rule.period]
-            unit = "eur" if rule.eur is not None else "tokens"
+            unit = unit_of(rule)
             limit = round(rule.eur * MICRO) if rule.eur is not None else int(rule.tokens or 0)
             budgets.append(Budget(f"{base}:{period}", unit, limit, units(unit, tokens, cost_eur),
-                                  left_s + 86400))
+                                  left_s + KEPT_AFTER_S))
         return buckets, budgets
 
     def _match_rules(self, who: Who) -> tuple[list[tuple[str, str, int]],
@@ -78,7 +79,7 @@ class Planner:
                 limits.append((f"{base}:rpm", "requests", limit.rpm))
             if limit.tpm is not None:
                 limits.append((f"{base}:tpm", "tokens", limit.tpm))
-        budgets = [(f"bg:{b.scope}:{ident}:{b.period}", b) for b in self.config.budgets
+        budgets = [(budget_base(b, ident), b) for b in self.config.budgets
                    if (ident := _match(b, who)) is not None]
         return limits, budgets
 
@@ -100,6 +101,21 @@ def _match(rule: LimitConfig | BudgetConfig, who: Who) -> str | None:
     if ident is None or (rule.name != "*" and rule.name != ident):
         return None
     return ident
+
+
+def budget_base(rule: BudgetConfig, ident: str) -> str:
+    """A budget counter's key but for its period: ``bg:tenant:acme:daily``."""
+    return f"bg:{rule.scope}:{ident}:{rule.period}"
+
+
+def unit_of(rule: BudgetConfig) -> str:
+    return "eur" if rule.eur is not None else "tokens"
+
+
+def period_start(now: datetime, period: str) -> datetime:
+    """Where the current day or month (UTC) began."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if period == "daily" else day.replace(day=1)
 
 
 def periods(now: datetime) -> dict[str, tuple[str, int]]:
